@@ -1,0 +1,48 @@
+# Set-up and everyday commands. `make run` serves the site on the embedded defaults;
+# `make test` runs the whole suite. Both install what they need into .venv first.
+
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+# The first interpreter that is Python >= 3.12: on PATH, then pyenv's builds.
+PYTHON_CANDIDATES := python3.13 python3.12 python3 \
+	$(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3) \
+	$(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3)
+FIND_PYTHON = for p in $(PYTHON_CANDIDATES); do \
+	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit 0; }; \
+	done; exit 1
+
+.PHONY: run test lint fmt migrate superuser clean
+
+$(PY):
+	@py=$$($(FIND_PYTHON)) || { echo "error: Python >= 3.12 is required (Django 6.1 needs it)." \
+	  "Install python3.12 or python3.13, or a pyenv build, and run make again." >&2; exit 1; }; \
+	echo "Creating $(VENV) with $$py"; $$py -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --no-input
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver $${PORT:-127.0.0.1:8000}
+
+test: $(VENV)/.installed-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,70 @@
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chat.eventlog.base import UnknownGeneration
+from chat.sse import Event
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.cancelled = asyncio.Event()
+        self._grown = asyncio.Event()
+
+    def append(self, kind: str, data: dict[str, Any]) -> Event:
+        event = Event(len(self.events) + 1, kind, data)
+        self.events.append(event)
+        # Wake every reader waiting now; later waiters get a fresh, unset event.
+        self._grown.set()
+        self._grown = asyncio.Event()
+        return event
+
+    async def wait_beyond(self, count: int) -> None:
+        while len(self.events) <= count:
+            await self._grown.wait()
+
+
+class MemoryEventLog:
+    """Events in this process's memory: one process, nothing to set up."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, _Channel] = {}
+
+    def _channel(self, generation_id: str) -> _Channel:
+        try:
+            return self._channels[generation_id]
+        except KeyError:
+            raise UnknownGeneration(generation_id) from None
+
+    async def open(self, generation_id: str) -> None:
+        self._channels[generation_id] = _Channel()
+
+    async def append(self, generation_id: str, kind: str, data: dict[str, Any]) -> Event:
+        return self._channel(generation_id).append(kind, data)
+
+    async def read(self, generation_id: str, after: int) -> AsyncIterator[Event]:
+        # Readers hold the channel itself, so they finish even once it is closed.
+        channel = self._channel(generation_id)
+        position = after
+        while True:
+            await channel.wait_beyond(position)
+            while position < len(channel.events):
+                event = channel.events[position]
+                position += 1
+                yield event
+                if event.is_terminal:
+                    return
+
+    async def last_id(self, generation_id: str) -> int | None:
+        channel = self._channels.get(generation_id)
+        return None if channel is None else len(channel.events)
+
+    async def cancel(self, generation_id: str) -> None:
+        self._channel(generation_id).cancelled.set()
+
+    async def wait_cancelled(self, generation_id: str) -> None:
+        await self._channel(generation_id).cancelled.wait()
+
+    async def close(self, generation_id: str) -> None:
+        self._channels.pop(generation_id, None)

@@ -1,0 +1,52 @@
+"""A request id on every log line of a request and of the generation it started."""
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+
+from asgiref.sync import iscoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+from django.utils.decorators import sync_and_async_middleware
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+# An incoming X-Request-ID is kept only if it is short and plain: it ends up in logs.
+ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(request: HttpRequest) -> str:
+    incoming = request.headers.get("X-Request-ID", "")
+    return incoming if ACCEPTABLE_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+@sync_and_async_middleware
+def RequestIdMiddleware(  # noqa: N802 (a middleware factory, named like a class)
+    get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]],
+) -> Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]:
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponseBase:
+            request_id = _request_id(request)
+            request_id_var.set(request_id)
+            response = await get_response(request)  # type: ignore[misc]
+            response["X-Request-ID"] = request_id
+            return response
+
+    else:
+
+        def middleware(request: HttpRequest) -> HttpResponseBase:  # type: ignore[misc]
+            request_id = _request_id(request)
+            request_id_var.set(request_id)
+            response = get_response(request)
+            response["X-Request-ID"] = request_id  # type: ignore[index]
+            return response  # type: ignore[return-value]
+
+    return middleware
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True

@@ -1,0 +1,122 @@
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def owned_by(self, user: Any) -> "ConversationQuerySet":
+        return self.filter(owner=user)
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=100)
+    system_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            # The sidebar and the API list a user's conversations, newest first.
+            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or "New chat"
+
+    def get_absolute_url(self) -> str:
+        return reverse("chat:conversation", args=[self.pk])
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        ERROR = "error"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status, default=Status.COMPLETE)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            # A conversation page reads its transcript in order.
+            models.Index(fields=["conversation", "created_at"], name="message_transcript"),
+            # The admin and the sweeper look for answers still streaming.
+            models.Index(
+                fields=["status"],
+                name="message_streaming",
+                condition=models.Q(status="streaming"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.status == self.Status.STREAMING
+
+
+class Generation(models.Model):
+    """
+    One answer being produced: the exact request sent upstream and how it ended.
+
+    Its events are numbered 1, 2, 3 ...: one `delta` per entry of `event_sizes` (the
+    length of each delta's text, so that the stored content can be split back into the
+    very same events), then the terminal `done` or `error` event, numbered
+    `last_event_id` once the answer has ended.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    message = models.OneToOneField(Message, models.CASCADE, related_name="generation")
+    conversation = models.ForeignKey(Conversation, models.CASCADE, related_name="generations")
+    model = models.CharField(max_length=100)
+    request = models.JSONField(help_text="The body sent to the model: model, messages, options.")
+    event_sizes = models.JSONField(default=list, blank=True)
+    last_event_id = models.PositiveIntegerField(null=True, blank=True)
+    cached = models.BooleanField(default=False)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Generation {self.pk} ({self.model})"
+
+    def get_stream_url(self) -> str:
+        return reverse("api:generation-stream", args=[self.pk])
+
+    def get_cancel_url(self) -> str:
+        return reverse("api:generation-cancel", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.last_event_id is not None

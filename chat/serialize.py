@@ -1,0 +1,64 @@
+"""The JSON shapes of the API, built from model instances."""
+
+from typing import NotRequired, TypedDict
+
+from chat.models import Conversation, Generation, Message
+
+
+class MessageDict(TypedDict):
+    id: str
+    role: str
+    content: str
+    status: str
+    finish_reason: str
+    created_at: str
+    error: NotRequired[dict[str, str]]
+
+
+class ConversationDict(TypedDict):
+    id: str
+    title: str
+    model: str
+    system_prompt: str
+    created_at: str
+    updated_at: str
+    messages: NotRequired[list[MessageDict]]
+
+
+class GenerationDict(TypedDict):
+    id: str
+    stream_url: str
+    cancel_url: str
+
+
+def conversation_dict(conversation: Conversation) -> ConversationDict:
+    return {
+        "id": str(conversation.pk),
+        "title": conversation.title,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def message_dict(message: Message) -> MessageDict:
+    data: MessageDict = {
+        "id": str(message.pk),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "finish_reason": message.finish_reason,
+        "created_at": message.created_at.isoformat(),
+    }
+    if message.status == Message.Status.ERROR:
+        data["error"] = {"code": message.error_code, "message": message.error_message}
+    return data
+
+
+def generation_dict(generation: Generation) -> GenerationDict:
+    return {
+        "id": str(generation.pk),
+        "stream_url": generation.get_stream_url(),
+        "cancel_url": generation.get_cancel_url(),
+    }

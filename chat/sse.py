@@ -1,0 +1,64 @@
+"""
+Server-Sent Events wire format, and heartbeats merged into a quiet stream.
+
+Pure functions over bytes: what goes on the wire is decided here and nowhere else.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+PING = b": ping\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    kind: str  # "delta", "done" or "error"
+    data: dict[str, Any]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.kind != "delta"
+
+
+def encode(event: Event) -> bytes:
+    """Encode an event as one SSE frame: id, event name, a single line of JSON data."""
+    # JSON escapes every line break, so the data is always exactly one line.
+    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+
+
+def preamble(retry_ms: int) -> bytes:
+    """Return the first bytes of a stream: the reconnect delay and an opening comment."""
+    # Sent at once, before the model's first token: daphne sends the headers only
+    # with the first body bytes, and clients start their read timeouts on them.
+    return f"retry: {retry_ms}\n: open\n\n".encode()
+
+
+async def with_heartbeat(source: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
+    """Yield from source, and a ping comment whenever it is quiet for `interval` seconds."""
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(source))
+            # asyncio.wait leaves `pending` running on timeout; wait_for would cancel it.
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield PING
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield chunk
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            # Let the cancelled step unwind, or aclose() finds the generator running.
+            await asyncio.wait({pending})
+        await source.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from chat.views import api, stream
+
+app_name = "api"
+
+urlpatterns = [
+    path("conversations/", api.conversations, name="conversations"),
+    path("conversations/<uuid:pk>/", api.conversation, name="conversation"),
+    path("conversations/<uuid:pk>/messages/", api.messages, name="messages"),
+    path("generations/<uuid:pk>/stream", stream.generation_stream, name="generation-stream"),
+    path("generations/<uuid:pk>/cancel", api.generation_cancel, name="generation-cancel"),
+]

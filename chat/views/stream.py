@@ -1,0 +1,76 @@
+"""The SSE stream of a generation's events, for EventSource and for fetch readers."""
+
+import re
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from chat import sse
+from chat.eventlog import get_event_log
+from chat.models import Generation
+from chat.replay import events_after
+from chat.views.responses import BadRequest, api_view, json_error
+
+EVENT_ID = re.compile(r"\d{1,18}")
+
+
+@api_view("GET")
+async def generation_stream(request: HttpRequest, pk: str) -> HttpResponse:
+    user = await request.auser()
+    try:
+        generation = await Generation.objects.select_related("message").aget(
+            pk=pk, conversation__owner=user
+        )
+    except Generation.DoesNotExist:
+        return json_error(404, "not_found", "No such generation.")
+    after = last_event_id(request)
+    if generation.is_finished:
+        assert generation.last_event_id is not None
+        if after >= generation.last_event_id:
+            # Past the end: 204 tells EventSource to stop reconnecting.
+            return HttpResponse(status=204)
+    else:
+        produced = await get_event_log().last_id(str(generation.pk))
+        if produced is not None and after > produced:
+            raise BadRequest("bad_last_event_id", "Last-Event-ID is past the end of this stream.")
+    return await event_stream_response(generation, after=after)
+
+
+def last_event_id(request: HttpRequest) -> int:
+    """Return the id the client has seen, from Last-Event-ID or ?last_event_id=."""
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0"
+    if not EVENT_ID.fullmatch(raw.strip()):
+        raise BadRequest("bad_last_event_id", "Last-Event-ID must be a non-negative integer.")
+    return int(raw)
+
+
+def accepts_event_stream(request: HttpRequest) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+async def event_stream_response(generation: Generation, *, after: int) -> StreamingHttpResponse:
+    """Stream a generation's events after `after` as SSE, with heartbeats."""
+    # The stream reads only the event log: give the request's database connection
+    # back now rather than holding it for the life of the stream.
+    await sync_to_async(close_old_connections)()
+    response = StreamingHttpResponse(
+        _frames(events_after(generation, after)),
+        content_type="text/event-stream; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _frames(events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
+    yield sse.preamble(settings.CHAT_SSE_RETRY_MS)
+    async for frame in sse.with_heartbeat(_encoded(events), settings.CHAT_SSE_HEARTBEAT):
+        yield frame
+
+
+async def _encoded(events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield sse.encode(event)

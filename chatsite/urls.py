@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("chat.urls.accounts")),
+    path("api/", include("chat.urls.api")),
+    path("", include("chat.urls.pages")),
+]
+
+handler404 = "chat.views.errors.not_found"
+handler500 = "chat.views.errors.server_error"

@@ -1,0 +1,73 @@
+"""
+Shared fixtures. The cast:
+- alice: a user with conversations of her own, logged in for the API tests;
+- bob: another user, who must never see or touch alice's things;
+- the upstream: a fake OpenAI-compatible server on 127.0.0.1, reached through the real SDK.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
+from django.test import Client
+
+from chat import generation
+from tests.asgi_client import AsgiClient
+from tests.fakeopenai import FakeOpenAI
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(fake_openai: FakeOpenAI, settings) -> FakeOpenAI:
+    """Point the project at the fake OpenAI server, as OPENAI_BASE_URL would."""
+    fake_openai.reset()
+    settings.OPENAI_BASE_URL = fake_openai.base_url
+    settings.OPENAI_API_KEY = "sk-test-key"
+    settings.CHAT_DEMO = False
+    settings.CHAT_MODEL = "gpt-test"
+    settings.CHAT_MODELS = ["gpt-test", "gpt-other"]
+    settings.CHAT_UPSTREAM_MAX_RETRIES = 0
+    settings.CHAT_UPSTREAM_READ_TIMEOUT = 5.0
+    return fake_openai
+
+
+@pytest.fixture
+def alice(transactional_db) -> User:
+    return User.objects.create_user("alice", "alice@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def bob(transactional_db) -> User:
+    return User.objects.create_user("bob", "bob@example.com", "correct horse battery")
+
+
+def session_cookie(user: User) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+@pytest.fixture
+async def api(alice: User) -> AsyncIterator[AsgiClient]:
+    """Alice's client on the real ASGI application; her answers finish before teardown."""
+    yield AsgiClient(await sync_to_async(session_cookie)(alice))
+    await asyncio.wait_for(generation.wait_all(), 10)
+
+
+@pytest.fixture
+async def bob_api(bob: User) -> AsyncIterator[AsgiClient]:
+    yield AsgiClient(await sync_to_async(session_cookie)(bob))

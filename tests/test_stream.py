@@ -1,0 +1,433 @@
+"""The POST-then-GET flow and the SSE stream, through the real ASGI application."""
+
+import asyncio
+import gzip
+
+import pytest
+from django.db.backends.signals import connection_created
+from django.test import AsyncRequestFactory
+
+from chat import generation, services
+from chat.models import Conversation, Generation, Message
+from chat.views.stream import generation_stream
+from tests.asgi_client import AsgiClient, parse_events, read_events, read_until
+from tests.fakeopenai import Reply
+
+pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+
+SLOW = 0.05  # seconds between tokens where a test must act mid-answer
+
+
+async def ask(api: AsgiClient, prompt: str) -> dict:
+    """Start a conversation, post a prompt, and return the 202 answer's JSON."""
+    conversation = await (await api.post("/api/conversations/", {})).json()
+    response = await api.post(
+        f"/api/conversations/{conversation['id']}/messages/", {"content": prompt}
+    )
+    assert response.status == 202, await response.body()
+    return await response.json()
+
+
+async def stream(api: AsgiClient, posted: dict, **headers: str):
+    return await api.get(posted["generation"]["stream_url"], headers=headers)
+
+
+async def stored_answer(posted: dict) -> Message:
+    found = await Generation.objects.select_related("message").aget(
+        pk=posted["generation"]["id"]
+    )
+    return found.message
+
+
+def text_of(events) -> str:
+    return "".join(e.data["content"] for e in events if e.event == "delta")
+
+
+async def test_it_streams_numbered_deltas_then_done(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=["Hel", "lo", " world"]))
+    posted = await ask(api, "Hi")
+
+    events = await read_events(await stream(api, posted))
+
+    assert [(e.id, e.event) for e in events] == [
+        (1, "delta"),
+        (2, "delta"),
+        (3, "delta"),
+        (4, "done"),
+    ]
+    assert text_of(events) == "Hello world"
+    message = await stored_answer(posted)
+    assert events[-1].data == {
+        "finish_reason": "stop",
+        "message": str(message.pk),
+        "usage": {
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": 3,
+            "total_tokens": message.prompt_tokens + 3,
+        },
+        "cached": False,
+    }
+    assert (message.content, message.status) == ("Hello world", "complete")
+
+
+async def test_it_sends_the_conversation_and_model_upstream(api, upstream):
+    conversation = await (
+        await api.post("/api/conversations/", {"model": "gpt-other", "system_prompt": "Be brief."})
+    ).json()
+    response = await api.post(
+        f"/api/conversations/{conversation['id']}/messages/", {"content": "Hi"}
+    )
+    await read_events(await stream(api, await response.json()))
+
+    sent = upstream.requests[-1]
+    assert sent["headers"]["authorization"] == "Bearer sk-test-key"
+    assert sent["body"]["model"] == "gpt-other"
+    assert sent["body"]["stream"] is True
+    assert sent["body"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
+
+
+async def test_it_sends_sse_headers_and_opens_before_the_first_token(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=["late"], first_token_delay=0.3))
+    posted = await ask(api, "Hi")
+
+    response = await stream(api, posted)
+    first = await anext(response.chunks())
+
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache, no-transform"
+    assert response.headers["x-accel-buffering"] == "no"
+    assert "connection" not in response.headers
+    assert first == b"retry: 1000\n: open\n\n"
+    assert upstream.completed == 0  # the model had not answered yet
+    await response.body()
+
+
+async def test_it_sends_heartbeats_while_the_model_is_silent(api, upstream, settings):
+    settings.CHAT_SSE_HEARTBEAT = 0.02
+    upstream.reply_to("Hi", Reply(tokens=["late"], first_token_delay=0.3))
+    posted = await ask(api, "Hi")
+
+    raw = await (await stream(api, posted)).body()
+
+    assert raw.index(b": ping\n\n") < raw.index(b"event: delta")
+
+
+async def test_it_never_gzips_the_event_stream(api, upstream):
+    posted = await ask(api, "Hi")
+
+    response = await stream(api, posted, **{"Accept-Encoding": "gzip"})
+    raw = await response.body()
+
+    assert "content-encoding" not in response.headers
+    assert b"event: done" in raw
+    with pytest.raises(gzip.BadGzipFile):
+        gzip.decompress(raw)
+
+
+async def test_the_stream_view_returns_an_async_iterator(api, upstream, alice):
+    posted = await ask(api, "Hi")
+    request = AsyncRequestFactory().get(posted["generation"]["stream_url"])
+
+    async def auser():
+        return alice
+
+    request.auser = auser
+    response = await generation_stream(request, pk=posted["generation"]["id"])
+
+    # A sync iterator would be buffered whole under ASGI.
+    assert response.is_async
+    assert b"event: done" in b"".join([chunk async for chunk in response])
+
+
+async def test_it_replays_after_last_event_id_then_continues_live(api, upstream):
+    tokens = [f"t{i} " for i in range(12)]
+    upstream.reply_to("Hi", Reply(tokens=tokens, token_delay=SLOW))
+    posted = await ask(api, "Hi")
+
+    first = await stream(api, posted)
+    seen, _ = await read_until(first, 3)
+    await first.disconnect()
+    rest = await read_events(await stream(api, posted, **{"Last-Event-ID": str(seen[-1].id)}))
+
+    ids = [e.id for e in seen + rest]
+    assert ids == list(range(1, len(tokens) + 2))
+    assert text_of(seen + rest) == "".join(tokens) == (await stored_answer(posted)).content
+
+
+async def test_it_accepts_the_last_event_id_as_a_query_parameter(api, upstream):
+    posted = await ask(api, "one two three")
+    url = posted["generation"]["stream_url"] + "?last_event_id=2"
+
+    events = await read_events(await api.get(url))
+
+    assert events[0].id == 3
+
+
+@pytest.mark.parametrize("cut", [0, 1, 4, 7])
+async def test_a_reconnect_at_any_point_loses_and_repeats_nothing(api, upstream, cut):
+    tokens = ["α", "β ", "γγ", " δ", "😀", "e", "f "]
+    upstream.reply_to("Hi", Reply(tokens=tokens, token_delay=0.01))
+    posted = await ask(api, "Hi")
+
+    seen = []
+    if cut:
+        first = await stream(api, posted)
+        seen, _ = await read_until(first, cut)
+        seen = seen[:cut]
+        await first.disconnect()
+    last = str(seen[-1].id) if seen else "0"
+    rest = await read_events(await stream(api, posted, **{"Last-Event-ID": last}))
+
+    assert [e.id for e in seen + rest] == list(range(1, len(tokens) + 2))
+    assert text_of(seen + rest) == (await stored_answer(posted)).content == "".join(tokens)
+
+
+async def test_a_finished_generation_replays_exactly_as_it_streamed(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=["a", "bb", "", "ccc", "\n\nd"]))
+    posted = await ask(api, "Hi")
+    live = await read_events(await stream(api, posted))
+
+    replayed = await read_events(await stream(api, posted))
+    tail = await read_events(await stream(api, posted, **{"Last-Event-ID": "2"}))
+
+    assert replayed == live
+    assert tail == live[2:]
+
+
+async def test_it_answers_204_once_the_terminal_event_was_seen(api, upstream):
+    posted = await ask(api, "one two")
+    events = await read_events(await stream(api, posted))
+
+    for seen in (events[-1].id, events[-1].id + 100):
+        response = await stream(api, posted, **{"Last-Event-ID": str(seen)})
+        assert response.status == 204
+        assert await response.body() == b""
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "9" * 40, "１"])
+async def test_it_refuses_a_garbage_last_event_id(api, upstream, value):
+    posted = await ask(api, "Hi")
+
+    response = await stream(api, posted, **{"Last-Event-ID": value})
+
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "bad_last_event_id"
+
+
+async def test_it_refuses_a_last_event_id_past_the_end_of_a_running_stream(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=["a", "b"], first_token_delay=0.3))
+    posted = await ask(api, "Hi")
+
+    response = await stream(api, posted, **{"Last-Event-ID": "50"})
+
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "bad_last_event_id"
+
+
+async def test_cancel_stops_the_answer_and_closes_the_upstream_request(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(200)], token_delay=SLOW))
+    posted = await ask(api, "Hi")
+    reader = await stream(api, posted)
+    seen, raw = await read_until(reader, 2)
+
+    response = await api.post(posted["generation"]["cancel_url"])
+    assert response.status == 202
+    async for chunk in reader.chunks():
+        raw += chunk
+    events, _ = parse_events(raw)
+
+    assert events[-1].event == "done"
+    assert events[-1].data["finish_reason"] == "cancelled"
+    await asyncio.to_thread(upstream.wait_until, lambda: upstream.aborted == 1)
+    message = await stored_answer(posted)
+    assert message.status == "cancelled"
+    assert message.content == text_of(events)
+    assert len(events) < 100
+
+
+async def test_a_reader_leaving_does_not_stop_the_answer(api, upstream):
+    tokens = [f"w{i} " for i in range(20)]
+    upstream.reply_to("Hi", Reply(tokens=tokens, token_delay=0.01))
+    posted = await ask(api, "Hi")
+    reader = await stream(api, posted)
+    await read_until(reader, 1)
+
+    # disconnect() returns only once the application has stopped: the stream's
+    # generator saw the cancellation and let it propagate.
+    await reader.disconnect()
+    await generation.wait_all()
+
+    message = await stored_answer(posted)
+    assert (message.status, message.content) == ("complete", "".join(tokens))
+    assert upstream.aborted == 0
+
+
+async def test_the_stream_holds_no_database_connection(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(20)], token_delay=SLOW))
+    opened = []
+
+    def track(sender, connection, **kwargs):
+        opened.append(connection)
+
+    connection_created.connect(track)
+    try:
+        posted = await ask(api, "Hi")
+        reader = await stream(api, posted)
+        await read_until(reader, 3)
+        still_open = [c for c in opened if c.connection is not None]
+        await reader.body()
+    finally:
+        connection_created.disconnect(track)
+
+    assert opened, "the request opened no connection: the test proves nothing"
+    assert still_open == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (401, "upstream_auth"),
+        (403, "upstream_auth"),
+        (404, "upstream_not_found"),
+        (429, "upstream_rate_limited"),
+        (500, "upstream_unavailable"),
+        (503, "upstream_unavailable"),
+    ],
+)
+async def test_an_upstream_error_ends_the_stream_with_a_readable_error(
+    api, upstream, status, code
+):
+    upstream.reply_to("Hi", Reply(tokens=[], status=status))
+    posted = await ask(api, "Hi")
+
+    events = await read_events(await stream(api, posted))
+
+    assert [(e.id, e.event, e.data["code"]) for e in events] == [(1, "error", code)]
+    assert events[0].data["message"]
+    message = await stored_answer(posted)
+    assert (message.status, message.error_code) == ("error", code)
+    question = await Message.objects.aget(conversation=message.conversation_id, role="user")
+    assert question.content == "Hi"
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (Reply(tokens=["a ", "b ", "c ", "d "], drop_after=2), "upstream_unreachable"),
+        (Reply(tokens=["a ", "b ", "c ", "d "], drop_after=2, mid_frame=True), "upstream_unreachable"),
+        (Reply(tokens=["a ", "b "], in_band_error="overloaded"), "upstream_error"),
+    ],
+)
+async def test_a_failure_mid_answer_keeps_the_partial_text(api, upstream, reply, code):
+    upstream.reply_to("Hi", reply)
+    posted = await ask(api, "Hi")
+
+    events = await read_events(await stream(api, posted))
+
+    assert events[-1].event == "error"
+    assert events[-1].data["code"] == code
+    assert text_of(events) == "a b "
+    message = await stored_answer(posted)
+    assert (message.status, message.content) == ("error", "a b ")
+
+
+async def test_a_stalled_model_times_out_with_a_clear_error(api, upstream, settings):
+    settings.CHAT_UPSTREAM_READ_TIMEOUT = 0.2
+    upstream.reply_to("Hi", Reply(tokens=["a "], hang=True))
+    posted = await ask(api, "Hi")
+
+    events = await read_events(await stream(api, posted))
+
+    assert (events[-1].event, events[-1].data["code"]) == ("error", "upstream_timeout")
+    assert (await stored_answer(posted)).content == "a "
+
+
+async def test_utf8_split_across_upstream_chunks_arrives_whole(api, upstream):
+    tokens = ["héllo ", "wörld ", "日本語", "🎉🚀", " Ünïcödé", "👩‍👩‍👧"]
+    upstream.reply_to("Hi", Reply(tokens=tokens, split_writes=True))
+    posted = await ask(api, "Hi")
+
+    events = await read_events(await stream(api, posted))
+
+    assert text_of(events) == "".join(tokens) == (await stored_answer(posted)).content
+
+
+async def test_a_long_answer_is_stored_byte_for_byte(api, upstream):
+    tokens = [f"token{i}{'é' if i % 7 else '\n'} " for i in range(3000)]
+    upstream.reply_to("Hi", Reply(tokens=tokens))
+    posted = await ask(api, "Hi")
+
+    events = await read_events(await stream(api, posted))
+
+    assert len(events) == 3001
+    assert text_of(events).encode() == (await stored_answer(posted)).content.encode()
+
+
+async def test_a_post_asking_for_event_stream_gets_the_stream_itself(api, upstream):
+    conversation = await (await api.post("/api/conversations/", {})).json()
+
+    response = await api.post(
+        f"/api/conversations/{conversation['id']}/messages/",
+        {"content": "one two"},
+        headers={"Accept": "text/event-stream"},
+    )
+    events = await read_events(response)
+
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert text_of(events) == "Echo: one two"
+    assert events[-1].event == "done"
+
+
+async def test_the_demo_model_answers_through_the_sdk(api, settings):
+    settings.CHAT_DEMO = True
+    settings.CHAT_MODEL = "demo"
+    settings.CHAT_MODELS = ["demo"]
+    settings.CHAT_DEMO_TOKEN_DELAY = 0
+    posted = await ask(api, "What is SSE?")
+
+    events = await read_events(await stream(api, posted))
+
+    assert "offline demo model" in text_of(events)
+    assert "> What is SSE?" in text_of(events)
+    assert events[-1].data["usage"]["completion_tokens"] == len(events) - 1
+    assert (await stored_answer(posted)).content == text_of(events)
+
+
+async def test_a_stream_needs_a_session(api, upstream):
+    posted = await ask(api, "Hi")
+
+    response = await AsgiClient().get(posted["generation"]["stream_url"])
+
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "not_authenticated"
+
+
+async def test_another_users_stream_and_cancel_are_not_found(api, bob_api, upstream):
+    posted = await ask(api, "Hi")
+
+    streamed = await bob_api.get(posted["generation"]["stream_url"])
+    cancelled = await bob_api.post(posted["generation"]["cancel_url"])
+
+    assert (streamed.status, cancelled.status) == (404, 404)
+    assert (await cancelled.json())["error"]["code"] == "not_found"
+    await read_events(await stream(api, posted))
+    assert (await stored_answer(posted)).status == "complete"
+
+
+async def test_a_generation_whose_producer_is_gone_is_reported_not_left_hanging(
+    api, upstream, alice
+):
+    conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
+    # Saved but never started: as if the process running it had died.
+    _, lost = await services.message_post(conversation=conversation, content="Hi")
+
+    events = await read_events(await api.get(lost.get_stream_url()))
+
+    assert [(e.id, e.event, e.data["code"]) for e in events] == [(1, "error", "interrupted")]
+    message = await Message.objects.aget(pk=lost.message.pk)
+    assert message.status == "error"
