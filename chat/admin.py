@@ -33,7 +33,14 @@ class MessageInline(admin.StackedInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["title_or_placeholder", "owner", "model", "message_count", "tokens", "updated_at"]
+    list_display = [
+        "title_or_placeholder",
+        "owner",
+        "model",
+        "message_count",
+        "tokens",
+        "updated_at",
+    ]
     list_filter = ["model", "messages__status", "updated_at"]
     list_select_related = ["owner"]
     search_fields = ["title", "messages__content", "owner__username"]

@@ -22,7 +22,7 @@ def _request_id(request: HttpRequest) -> str:
 
 
 @sync_and_async_middleware
-def RequestIdMiddleware(  # noqa: N802 (a middleware factory, named like a class)
+def RequestIdMiddleware(
     get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]],
 ) -> Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]:
     if iscoroutinefunction(get_response):

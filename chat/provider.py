@@ -39,9 +39,7 @@ class ProviderError(Exception):
 # Keyed by event loop: an SDK client and its connection pool belong to one loop.
 _clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[Any, ...], openai.AsyncOpenAI]
-] = (
-    weakref.WeakKeyDictionary()
-)
+] = weakref.WeakKeyDictionary()
 
 
 def get_client() -> openai.AsyncOpenAI:
@@ -144,9 +142,7 @@ def _provider_error(exc: openai.APIError) -> ProviderError:
             "upstream_rate_limited", "The model provider is rate-limiting us. Try again shortly."
         )
     if isinstance(exc, openai.NotFoundError):
-        return ProviderError(
-            "upstream_not_found", "The model provider does not know this model."
-        )
+        return ProviderError("upstream_not_found", "The model provider does not know this model.")
     if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
         return ProviderError(
             "upstream_unavailable", "The model provider had an internal error. Try again."

@@ -51,7 +51,9 @@ def stored_events(generation: Generation, after: int) -> list[Event]:
     offset = 0
     for event_id, size in enumerate(generation.event_sizes, start=1):
         if event_id > after:
-            events.append(Event(event_id, "delta", {"content": message.content[offset : offset + size]}))
+            events.append(
+                Event(event_id, "delta", {"content": message.content[offset : offset + size]})
+            )
         offset += size
     events.append(terminal_event(generation, message))
     return events

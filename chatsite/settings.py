@@ -39,9 +39,7 @@ def env_number[N: (int, float)](name: str, default: N, *, minimum: N) -> N:
     try:
         number = kind(value)
     except ValueError:
-        raise ImproperlyConfigured(
-            f"{name} must be a {kind.__name__}, not {value!r}"
-        ) from None
+        raise ImproperlyConfigured(f"{name} must be a {kind.__name__}, not {value!r}") from None
     if number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value!r}")
     return number

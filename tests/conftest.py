@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.db import connections
 from django.test import Client
 
 from chat import generation
@@ -66,6 +67,8 @@ async def api(alice: User) -> AsyncIterator[AsgiClient]:
     """Alice's client on the real ASGI application; her answers finish before teardown."""
     yield AsgiClient(await sync_to_async(session_cookie)(alice))
     await asyncio.wait_for(generation.wait_all(), 10)
+    # The test's own async ORM calls ran on asgiref's shared thread: close its connection.
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -33,9 +33,7 @@ async def stream(api: AsgiClient, posted: dict, **headers: str):
 
 
 async def stored_answer(posted: dict) -> Message:
-    found = await Generation.objects.select_related("message").aget(
-        pk=posted["generation"]["id"]
-    )
+    found = await Generation.objects.select_related("message").aget(pk=posted["generation"]["id"])
     return found.message
 
 
@@ -232,7 +230,7 @@ async def test_cancel_stops_the_answer_and_closes_the_upstream_request(api, upst
     upstream.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(200)], token_delay=SLOW))
     posted = await ask(api, "Hi")
     reader = await stream(api, posted)
-    seen, raw = await read_until(reader, 2)
+    _, raw = await read_until(reader, 2)
 
     response = await api.post(posted["generation"]["cancel_url"])
     assert response.status == 202
@@ -298,9 +296,7 @@ async def test_the_stream_holds_no_database_connection(api, upstream):
         (503, "upstream_unavailable"),
     ],
 )
-async def test_an_upstream_error_ends_the_stream_with_a_readable_error(
-    api, upstream, status, code
-):
+async def test_an_upstream_error_ends_the_stream_with_a_readable_error(api, upstream, status, code):
     upstream.reply_to("Hi", Reply(tokens=[], status=status))
     posted = await ask(api, "Hi")
 
@@ -318,7 +314,10 @@ async def test_an_upstream_error_ends_the_stream_with_a_readable_error(
     ("reply", "code"),
     [
         (Reply(tokens=["a ", "b ", "c ", "d "], drop_after=2), "upstream_unreachable"),
-        (Reply(tokens=["a ", "b ", "c ", "d "], drop_after=2, mid_frame=True), "upstream_unreachable"),
+        (
+            Reply(tokens=["a ", "b ", "c ", "d "], drop_after=2, mid_frame=True),
+            "upstream_unreachable",
+        ),
         (Reply(tokens=["a ", "b "], in_band_error="overloaded"), "upstream_error"),
     ],
 )
@@ -344,6 +343,18 @@ async def test_a_stalled_model_times_out_with_a_clear_error(api, upstream, setti
 
     assert (events[-1].event, events[-1].data["code"]) == ("error", "upstream_timeout")
     assert (await stored_answer(posted)).content == "a "
+
+
+async def test_an_answer_past_its_deadline_is_stopped_upstream(api, upstream, settings):
+    settings.CHAT_GENERATION_TIMEOUT = 0.3
+    upstream.reply_to("Hi", Reply(tokens=["a "] * 100, token_delay=SLOW))
+    posted = await ask(api, "Hi")
+
+    events = await read_events(await stream(api, posted))
+
+    assert (events[-1].event, events[-1].data["code"]) == ("error", "timeout")
+    await asyncio.to_thread(upstream.wait_until, lambda: upstream.aborted == 1)
+    assert (await stored_answer(posted)).content == text_of(events)
 
 
 async def test_utf8_split_across_upstream_chunks_arrives_whole(api, upstream):

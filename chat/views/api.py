@@ -27,7 +27,9 @@ async def _conversation_create(request: HttpRequest, user: object) -> HttpRespon
     system_prompt = text_field(data, "system_prompt", max_length=settings.CHAT_MAX_MESSAGE_CHARS)
     model = text_field(data, "model", max_length=100) or settings.CHAT_MODEL
     if model not in settings.CHAT_MODELS:
-        raise BadRequest("unknown_model", f"'model' must be one of: {', '.join(settings.CHAT_MODELS)}.")
+        raise BadRequest(
+            "unknown_model", f"'model' must be one of: {', '.join(settings.CHAT_MODELS)}."
+        )
     conversation = await services.conversation_create(
         owner=user, title=title.strip(), model=model, system_prompt=system_prompt
     )

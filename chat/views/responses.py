@@ -59,9 +59,7 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
-def text_field(
-    data: dict[str, Any], name: str, *, max_length: int, required: bool = False
-) -> str:
+def text_field(data: dict[str, Any], name: str, *, max_length: int, required: bool = False) -> str:
     """Return a string field of a JSON body, checked, or raise BadRequest."""
     value = data.get(name, "")
     if not isinstance(value, str):

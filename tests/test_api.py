@@ -1,0 +1,273 @@
+"""The JSON API for conversations and messages: resources, validation, auth, ownership."""
+
+import asyncio
+
+import pytest
+
+from chat import generation, services
+from chat.models import Conversation, Generation, Message
+from tests.asgi_client import AsgiClient, read_events
+from tests.fakeopenai import Reply
+
+pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+
+
+async def create(api: AsgiClient, **fields) -> dict:
+    response = await api.post("/api/conversations/", fields)
+    assert response.status == 201, await response.body()
+    return await response.json()
+
+
+async def counts() -> tuple[int, int, int]:
+    return (
+        await Conversation.objects.acount(),
+        await Message.objects.acount(),
+        await Generation.objects.acount(),
+    )
+
+
+async def test_it_creates_a_conversation_with_defaults(api, upstream):
+    created = await create(api)
+
+    assert created["model"] == "gpt-test"
+    assert (created["title"], created["system_prompt"]) == ("", "")
+    stored = await Conversation.objects.select_related("owner").aget(pk=created["id"])
+    assert stored.owner.username == "alice"
+
+
+async def test_it_creates_a_conversation_with_a_chosen_model_and_prompt(api, upstream):
+    created = await create(api, title=" Plans ", model="gpt-other", system_prompt="Be brief.")
+
+    assert (created["title"], created["model"], created["system_prompt"]) == (
+        "Plans",
+        "gpt-other",
+        "Be brief.",
+    )
+
+
+async def test_it_lists_only_ones_own_conversations_newest_first(api, bob_api, upstream):
+    first = await create(api, title="first")
+    second = await create(api, title="second")
+    await create(bob_api, title="bob's")
+
+    listed = (await (await api.get("/api/conversations/")).json())["conversations"]
+
+    assert [c["id"] for c in listed] == [second["id"], first["id"]]
+
+
+async def test_it_shows_a_conversation_with_its_messages(api, upstream):
+    created = await create(api)
+    posted = await (
+        await api.post(f"/api/conversations/{created['id']}/messages/", {"content": "one two"})
+    ).json()
+    await read_events(await api.get(posted["generation"]["stream_url"]))
+
+    shown = await (await api.get(f"/api/conversations/{created['id']}/")).json()
+
+    assert shown["title"] == "one two"
+    assert [(m["role"], m["content"], m["status"]) for m in shown["messages"]] == [
+        ("user", "one two", "complete"),
+        ("assistant", "Echo: one two", "complete"),
+    ]
+    assert shown["messages"][0] == posted["message"]
+
+
+async def test_posting_a_message_answers_202_with_the_generation_urls(api, upstream):
+    created = await create(api)
+
+    response = await api.post(f"/api/conversations/{created['id']}/messages/", {"content": "Hi"})
+    posted = await response.json()
+
+    assert response.status == 202
+    assert posted["message"]["role"] == "user"
+    generation_id = posted["generation"]["id"]
+    assert posted["generation"]["stream_url"] == f"/api/generations/{generation_id}/stream"
+    assert posted["generation"]["cancel_url"] == f"/api/generations/{generation_id}/cancel"
+
+
+async def test_the_answer_starts_without_waiting_for_a_reader(api, upstream):
+    created = await create(api)
+    await api.post(f"/api/conversations/{created['id']}/messages/", {"content": "Hi"})
+
+    await generation.wait_all()
+
+    assert len(upstream.requests) == 1
+    answer = await Message.objects.aget(role="assistant")
+    assert (answer.status, answer.content) == ("complete", "Echo: Hi")
+
+
+async def test_it_refuses_a_second_message_while_an_answer_streams(api, upstream, alice):
+    conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
+    await services.message_post(conversation=conversation, content="first")
+    before = await counts()
+
+    response = await api.post(
+        f"/api/conversations/{conversation.pk}/messages/", {"content": "second"}
+    )
+
+    assert response.status == 409
+    assert (await response.json())["error"]["code"] == "busy"
+    assert await counts() == before
+
+
+async def test_it_deletes_a_conversation(api, upstream):
+    created = await create(api)
+
+    response = await api.request("DELETE", f"/api/conversations/{created['id']}/")
+
+    assert response.status == 204
+    assert not await Conversation.objects.filter(pk=created["id"]).aexists()
+
+
+async def test_deleting_a_conversation_stops_its_running_answer(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=["a "] * 100, token_delay=0.05))
+    created = await create(api)
+    await api.post(f"/api/conversations/{created['id']}/messages/", {"content": "Hi"})
+    await asyncio.to_thread(upstream.wait_until, lambda: upstream.requests)
+
+    response = await api.request("DELETE", f"/api/conversations/{created['id']}/")
+
+    assert response.status == 204
+    await asyncio.to_thread(upstream.wait_until, lambda: upstream.aborted == 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"content": ""}', "empty_field"),
+        (b'{"content": "  \\n\\t "}', "empty_field"),
+        (b"{}", "empty_field"),
+        (b'{"content": 42}', "invalid_field"),
+        (b'{"content": ["a"]}', "invalid_field"),
+        (b'{"content": null}', "invalid_field"),
+        (b'{"content": "' + b"x" * 101 + b'"}', "too_long"),
+        (b'{"content": "\\ud800"}', "invalid_text"),
+        (b'{"content": "a\\u0000b"}', "invalid_text"),
+        (b'{"content": "unterminated', "invalid_json"),
+        (b'["content"]', "invalid_json"),
+        (b"\xff\xfe not utf-8", "invalid_json"),
+    ],
+)
+async def test_it_refuses_bad_message_input_and_changes_nothing(
+    api, upstream, settings, body, code
+):
+    settings.CHAT_MAX_MESSAGE_CHARS = 100
+    created = await create(api)
+    before = await counts()
+
+    response = await api.request(
+        "POST",
+        f"/api/conversations/{created['id']}/messages/",
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert await counts() == before
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"model": "gpt-unknown"}, "unknown_model"),
+        ({"title": 7}, "invalid_field"),
+        ({"title": "x" * 201}, "too_long"),
+        ({"system_prompt": {"a": 1}}, "invalid_field"),
+    ],
+)
+async def test_it_refuses_bad_conversation_input(api, upstream, fields, code):
+    response = await api.post("/api/conversations/", fields)
+
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == code
+    assert await Conversation.objects.acount() == 0
+
+
+async def test_it_answers_405_with_a_json_error_for_a_wrong_method(api, upstream):
+    response = await api.request("PUT", "/api/conversations/")
+
+    assert response.status == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/conversations/"),
+        ("POST", "/api/conversations/"),
+        ("GET", "/api/conversations/00000000-0000-0000-0000-000000000000/"),
+        ("POST", "/api/conversations/00000000-0000-0000-0000-000000000000/messages/"),
+        ("GET", "/api/generations/00000000-0000-0000-0000-000000000000/stream"),
+        ("POST", "/api/generations/00000000-0000-0000-0000-000000000000/cancel"),
+    ],
+)
+async def test_the_api_answers_401_json_without_a_session(transactional_db, method, path):
+    response = await AsgiClient().request(method, path, body=b"{}")
+
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "not_authenticated"
+
+
+async def test_another_users_conversation_is_indistinguishable_from_a_missing_one(
+    api, bob_api, upstream
+):
+    created = await create(api)
+    before = await counts()
+
+    for method, path in [
+        ("GET", f"/api/conversations/{created['id']}/"),
+        ("DELETE", f"/api/conversations/{created['id']}/"),
+        ("POST", f"/api/conversations/{created['id']}/messages/"),
+        ("GET", "/api/conversations/00000000-0000-0000-0000-000000000000/"),
+    ]:
+        response = await bob_api.request(method, path, body=b'{"content": "hi"}')
+        assert response.status == 404, (method, path)
+        assert await response.json() == {
+            "error": {"code": "not_found", "message": "No such conversation."}
+        }
+    assert await counts() == before
+
+
+async def test_a_malformed_id_is_a_json_404(api, upstream):
+    response = await api.get("/api/conversations/not-a-uuid/")
+
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_an_unsafe_request_without_the_csrf_token_is_refused_as_json(api, upstream):
+    response = await api.request(
+        "POST", "/api/conversations/", body=b"{}", headers={"X-CSRFToken": "b" * 32}
+    )
+
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "csrf_failed"
+    assert await Conversation.objects.acount() == 0
+
+
+async def test_cancel_of_a_finished_generation_is_accepted_and_changes_nothing(api, upstream):
+    created = await create(api)
+    posted = await (
+        await api.post(f"/api/conversations/{created['id']}/messages/", {"content": "Hi"})
+    ).json()
+    await read_events(await api.get(posted["generation"]["stream_url"]))
+
+    response = await api.post(posted["generation"]["cancel_url"])
+
+    assert response.status == 202
+    assert (await response.json())["finished"] is True
+    answer = await Message.objects.aget(role="assistant")
+    assert answer.status == "complete"
+
+
+async def test_every_response_carries_a_request_id(api, upstream):
+    mine = await api.get("/api/conversations/", headers={"X-Request-ID": "trace-42"})
+    fresh = await api.get("/api/conversations/", headers={"X-Request-ID": "bad id\nwith newline"})
+
+    assert mine.headers["x-request-id"] == "trace-42"
+    assert len(fresh.headers["x-request-id"]) == 32

@@ -1,0 +1,69 @@
+"""The in-process event log: numbering, replay, tailing, cancel."""
+
+import asyncio
+
+import pytest
+
+from chat.eventlog import UnknownGeneration
+from chat.eventlog.memory import MemoryEventLog
+
+pytestmark = pytest.mark.anyio
+
+
+async def collect(log, key, after=0):
+    return [(e.id, e.kind, e.data) async for e in log.read(key, after)]
+
+
+async def test_it_numbers_events_from_one_and_replays_after_an_id():
+    log = MemoryEventLog()
+    await log.open("g")
+    for text in ("a", "b", "c"):
+        await log.append("g", "delta", {"content": text})
+    await log.append("g", "done", {})
+
+    assert [e[0] for e in await collect(log, "g")] == [1, 2, 3, 4]
+    assert await collect(log, "g", after=2) == [(3, "delta", {"content": "c"}), (4, "done", {})]
+    assert await log.last_id("g") == 4
+
+
+async def test_readers_follow_live_events_until_the_terminal_one():
+    log = MemoryEventLog()
+    await log.open("g")
+    readers = [asyncio.create_task(collect(log, "g")) for _ in range(3)]
+    await asyncio.sleep(0)
+    for text in ("a", "b"):
+        await log.append("g", "delta", {"content": text})
+        await asyncio.sleep(0)
+    await log.append("g", "error", {"code": "x"})
+    await log.append("g", "delta", {"content": "after the end"})
+
+    results = await asyncio.gather(*readers)
+
+    assert all([e[0] for e in result] == [1, 2, 3] for result in results)
+
+
+async def test_a_reader_keeps_its_events_after_the_log_is_closed():
+    log = MemoryEventLog()
+    await log.open("g")
+    await log.append("g", "delta", {"content": "a"})
+    reader = log.read("g", 0)
+    first = await anext(reader)
+    await log.append("g", "done", {})
+    await log.close("g")
+
+    assert (first.id, (await anext(reader)).kind) == (1, "done")
+    assert await log.last_id("g") is None
+    with pytest.raises(UnknownGeneration):
+        await anext(log.read("g", 0))
+
+
+async def test_cancel_wakes_the_waiting_generation():
+    log = MemoryEventLog()
+    await log.open("g")
+    waiting = asyncio.create_task(log.wait_cancelled("g"))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+
+    await log.cancel("g")
+
+    await asyncio.wait_for(waiting, 1)
