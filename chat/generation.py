@@ -3,13 +3,14 @@ Runs one answer: reads the model through the provider, appends each delta to the
 log, checkpoints the text to the database now and then, and writes the outcome.
 
 It knows nothing of HTTP: it starts when a message is posted and goes on whether or not
-anyone is reading. A cancel, from any reader, arrives through the event log.
+anyone is reading. A cancel, from any process, arrives through the event log.
 """
 
 import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from django.db import DatabaseError, close_old_connections, connections, transac
 from django.utils import timezone
 
 from chat import provider
-from chat.eventlog import UnknownGeneration, get_event_log
+from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.middleware import request_id_var
 from chat.models import Conversation, Generation, Message
 from chat.provider import Finish, ProviderError
@@ -30,13 +31,21 @@ logger = logging.getLogger(__name__)
 # Strong references: the event loop keeps only weak ones to its tasks.
 _running: set[asyncio.Task[None]] = set()
 
+LOG_FAILURES = (EventLogUnavailable, LogClosed, UnknownGeneration)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: str
+    message: str
+
 
 @dataclass
 class Answer:
     parts: list[str] = field(default_factory=list)
     finish_reason: str = ""
     usage: dict[str, int] | None = None
-    error: ProviderError | None = None
+    failure: Failure | None = None
 
     def add(self, text: str) -> None:
         self.parts.append(text)
@@ -86,29 +95,29 @@ async def run(generation_id: Any) -> None:
     """Produce one answer from start to end, whatever happens upstream."""
     generation = await sync_to_async(_load)(generation_id)
     request_id_var.set(generation.request_id or "-")
-    log = get_event_log()
     answer = Answer()
     relay = asyncio.create_task(_relay(generation, answer))
-    cancelled = asyncio.create_task(log.wait_cancelled(str(generation.pk)))
+    stop = asyncio.create_task(_stop_requested(str(generation.pk)))
     try:
         done, _ = await asyncio.wait(
-            {relay, cancelled},
+            {relay, stop},
             timeout=settings.CHAT_GENERATION_TIMEOUT,
             return_when=asyncio.FIRST_COMPLETED,
         )
     finally:
-        cancelled.cancel()
+        stop.cancel()
         if not relay.done():
             # Cancelling the relay exits its `async with` on the SDK stream, which
             # closes the upstream HTTP request: no more tokens are paid for.
             relay.cancel()
             await asyncio.wait({relay})
     if relay in done:
-        _record_failure(relay, answer)
-    elif cancelled in done:
+        answer.failure = _failure_of(relay)
+    elif stop in done:
+        logger.info("generation %s stopped: %s", generation.pk, stop.result())
         answer.finish_reason = "cancelled"
     else:
-        answer.error = ProviderError("timeout", "The answer took too long and was stopped.")
+        answer.failure = Failure("timeout", "The answer took too long and was stopped.")
     await _finish(generation, answer)
 
 
@@ -125,22 +134,55 @@ async def _relay(generation: Generation, answer: Answer) -> None:
         answer.add(item)
         await log.append(key, "delta", {"content": item})
         if loop.time() >= next_checkpoint:
-            try:
-                await sync_to_async(_checkpoint)(generation, answer.text, answer.sizes)
-            except DatabaseError:
-                # The answer goes on; the final write tries again.
-                logger.warning("checkpoint of generation %s failed", generation.pk)
+            await _checkpoint(generation, answer)
             next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_INTERVAL
 
 
-def _record_failure(relay: asyncio.Task[None], answer: Answer) -> None:
+async def _stop_requested(key: str) -> str:
+    """Return why the generation must stop: a cancel, or no reader for too long.
+
+    Meanwhile, tell the event log every liveness interval that this process still runs.
+    """
+    log = get_event_log()
+    cancelled = asyncio.create_task(log.wait_cancelled(key))
+    try:
+        while True:
+            done, _ = await asyncio.wait({cancelled}, timeout=settings.CHAT_LIVENESS_INTERVAL)
+            if done and cancelled.exception() is None:
+                return "cancelled"
+            if done:
+                # The log's store failed for a moment: listen again.
+                logger.warning("waiting for a cancel of %s failed", key)
+                cancelled = asyncio.create_task(log.wait_cancelled(key))
+            try:
+                await log.keep_alive(key)
+                if await _abandoned(key):
+                    return "abandoned: no one read it for CHAT_ABANDON_AFTER seconds"
+            except LOG_FAILURES as exc:
+                logger.warning("liveness of %s not recorded: %r", key, exc)
+    finally:
+        cancelled.cancel()
+
+
+async def _abandoned(key: str) -> bool:
+    if not settings.CHAT_ABANDON_AFTER:
+        return False
+    last_read = await get_event_log().last_read(key)
+    return last_read is not None and time.time() - last_read > settings.CHAT_ABANDON_AFTER
+
+
+def _failure_of(relay: asyncio.Task[None]) -> Failure | None:
     exc = relay.exception()
+    if exc is None:
+        return None
     if isinstance(exc, ProviderError):
-        answer.error = exc
-    elif exc is not None:
-        # Anything else is our bug; the answer must still end, with its text kept.
-        logger.error("generation failed", exc_info=exc)
-        answer.error = ProviderError("internal", "Something went wrong on our side.")
+        return Failure(exc.code, exc.message)
+    if isinstance(exc, LOG_FAILURES):
+        logger.warning("event log failed while streaming: %r", exc)
+        return Failure("event_log", "The live stream broke off; the answer so far was kept.")
+    # Anything else is our bug; the answer must still end, with its text kept.
+    logger.error("generation failed", exc_info=exc)
+    return Failure("internal", "Something went wrong on our side.")
 
 
 def _load(generation_id: Any) -> Generation:
@@ -150,45 +192,61 @@ def _load(generation_id: Any) -> Generation:
         close_old_connections()  # not held while the model answers
 
 
-def _checkpoint(generation: Generation, text: str, sizes: list[int]) -> None:
+async def _checkpoint(generation: Generation, answer: Answer) -> None:
+    try:
+        await sync_to_async(_save_checkpoint)(generation, answer.text, answer.sizes)
+    except DatabaseError:
+        # The answer goes on; the final write tries again.
+        logger.warning("checkpoint of generation %s failed", generation.pk)
+
+
+def _save_checkpoint(generation: Generation, text: str, sizes: list[int]) -> None:
     try:
         with transaction.atomic():
             Message.objects.filter(pk=generation.message.pk).update(content=text)
-            Generation.objects.filter(pk=generation.pk).update(event_sizes=sizes)
+            Generation.objects.filter(pk=generation.pk, last_event_id=None).update(
+                event_sizes=sizes
+            )
     finally:
         close_old_connections()
 
 
 async def _finish(generation: Generation, answer: Answer) -> None:
     """Store the outcome, then tell the readers: `done` implies the text is saved."""
-    log = get_event_log()
     key = str(generation.pk)
     try:
-        await sync_to_async(_save_outcome)(generation, answer)
+        stored = await sync_to_async(_save_outcome)(generation, answer)
     except DatabaseError:
         logger.exception("could not save generation %s", generation.pk)
-        data = {"code": "storage", "message": "The answer could not be saved. Please retry."}
-        await log.append(key, "error", data)
-        await log.close(key)
+        stored = False
+    if not stored:
+        # Already ended by a reader that found this process silent, or the database
+        # failed: readers will settle it from what the database holds.
+        with contextlib.suppress(*LOG_FAILURES):
+            await get_event_log().close(key)
         return
     event = terminal_event(generation, generation.message)
-    await log.append(key, event.kind, event.data)
-    await log.close(key)
+    try:
+        await get_event_log().append(key, event.kind, event.data)
+        await get_event_log().close(key)
+    except LOG_FAILURES as exc:
+        logger.warning("could not end the event log of %s: %r", generation.pk, exc)
     logger.info(
         "generation %s ended: %s after %d events",
         generation.pk,
-        answer.error.code if answer.error else answer.finish_reason,
+        answer.failure.code if answer.failure else answer.finish_reason,
         event.id,
     )
 
 
-def _save_outcome(generation: Generation, answer: Answer) -> None:
+def _save_outcome(generation: Generation, answer: Answer) -> bool:
+    """Write the answer's outcome unless the generation has ended already."""
     message = generation.message
     message.content = answer.text
-    if answer.error:
+    if answer.failure:
         message.status = Message.Status.ERROR
-        message.error_code = answer.error.code
-        message.error_message = answer.error.message
+        message.error_code = answer.failure.code
+        message.error_message = answer.failure.message
     else:
         message.status = (
             Message.Status.CANCELLED
@@ -203,8 +261,15 @@ def _save_outcome(generation: Generation, answer: Answer) -> None:
     generation.last_event_id = len(answer.parts) + 1
     generation.finished_at = timezone.now()
     with transaction.atomic():
+        claimed = Generation.objects.filter(pk=generation.pk, last_event_id=None).update(
+            event_sizes=generation.event_sizes,
+            last_event_id=generation.last_event_id,
+            finished_at=generation.finished_at,
+        )
+        if not claimed:
+            return False
         message.save()
-        generation.save(update_fields=["event_sizes", "last_event_id", "finished_at"])
         Conversation.objects.filter(pk=generation.conversation_id).update(
             updated_at=generation.finished_at
         )
+    return True

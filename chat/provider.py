@@ -105,6 +105,12 @@ async def stream_chat(request: dict[str, Any]) -> AsyncIterator[str | Finish]:
                     reason = choice.finish_reason
     except openai.APIError as exc:
         raise _provider_error(exc) from exc
+    except ValueError as exc:
+        # The SDK lets a stream frame that is not JSON escape as a plain ValueError.
+        logger.warning("upstream sent unreadable data: %s", exc)
+        raise ProviderError(
+            "upstream_malformed", "The model sent a reply that could not be read."
+        ) from exc
     if not reason:
         raise ProviderError(
             "upstream_incomplete", "The model's answer ended before it was finished."

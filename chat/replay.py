@@ -6,6 +6,7 @@ The database row holds the answer's text and the size of each delta, so a finish
 answer replays as exactly the events that were streamed, with the same ids.
 """
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from chat.eventlog import UnknownGeneration, get_event_log
+from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.models import Generation, Message
 from chat.sse import Event
 
@@ -61,28 +62,54 @@ def stored_events(generation: Generation, after: int) -> list[Event]:
 
 async def events_after(generation: Generation, after: int) -> AsyncIterator[Event]:
     """Yield the generation's events after `after` until its terminal event."""
+    position = after
     if not generation.is_finished:
         try:
-            async for event in get_event_log().read(str(generation.pk), after):
+            async for event in get_event_log().read(str(generation.pk), position):
+                position = event.id
                 yield event
             return
         except UnknownGeneration:
-            # It ended between the caller's read and ours, or its process is gone.
-            generation = await sync_to_async(_settle)(generation.pk)
-    for event in stored_events(generation, after):
+            # It ended and its log is gone, or its producer died mid-answer.
+            generation = await settle(generation.pk)
+    for event in stored_events(generation, position):
         yield event
 
 
-def _settle(generation_id: object) -> Generation:
-    """Reload a generation missing from the log; mark it interrupted if it never ended."""
+async def settle(generation_id: object) -> Generation:
+    """Return a generation missing from the log, ended as interrupted if it never ended.
+
+    What the dead producer had already sent to the log is kept: the stored text is
+    rebuilt from the log's deltas when the log still holds more than the last checkpoint.
+    """
+    log = get_event_log()
+    try:
+        logged = await log.events(str(generation_id))
+    except (UnknownGeneration, EventLogUnavailable):
+        logged = []
+    generation, settled_now = await sync_to_async(_settle)(generation_id, logged)
+    if settled_now:
+        event = terminal_event(generation, generation.message)
+        with contextlib.suppress(UnknownGeneration, LogClosed, EventLogUnavailable):
+            await log.append(str(generation.pk), event.kind, event.data)
+            await log.close(str(generation.pk))
+    return generation
+
+
+def _settle(generation_id: object, logged: list[Event]) -> tuple[Generation, bool]:
     with transaction.atomic():
         generation = (
             Generation.objects.select_for_update().select_related("message").get(pk=generation_id)
         )
-        if not generation.is_finished:
-            logger.warning("generation %s lost its producer; marking it interrupted", generation.pk)
-            mark_failed(generation, *INTERRUPTED)
-        return generation
+        if generation.is_finished:
+            return generation, False
+        logger.warning("generation %s lost its producer; marking it interrupted", generation.pk)
+        deltas = [event.data["content"] for event in logged if event.kind == "delta"]
+        if len(deltas) > len(generation.event_sizes):
+            generation.message.content = "".join(deltas)
+            generation.event_sizes = [len(delta) for delta in deltas]
+        mark_failed(generation, *INTERRUPTED)
+        return generation, True
 
 
 def mark_failed(generation: Generation, code: str, text: str) -> None:
@@ -91,7 +118,7 @@ def mark_failed(generation: Generation, code: str, text: str) -> None:
     message.status = Message.Status.ERROR
     message.error_code = code
     message.error_message = text
-    message.save(update_fields=["status", "error_code", "error_message", "updated_at"])
+    message.save(update_fields=["content", "status", "error_code", "error_message", "updated_at"])
     generation.last_event_id = len(generation.event_sizes) + 1
     generation.finished_at = timezone.now()
-    generation.save(update_fields=["last_event_id", "finished_at"])
+    generation.save(update_fields=["event_sizes", "last_event_id", "finished_at"])

@@ -214,3 +214,22 @@ CHAT_SSE_HEARTBEAT = env_number("CHAT_SSE_HEARTBEAT", 15.0, minimum=0.01)
 CHAT_SSE_RETRY_MS = env_number("CHAT_SSE_RETRY_MS", 1000, minimum=0)
 # Seconds between writes of a streaming answer's partial text to the database.
 CHAT_CHECKPOINT_INTERVAL = env_number("CHAT_CHECKPOINT_INTERVAL", 2.0, minimum=0.0)
+
+# Where answers' events live while they stream: "memory" (one process) or "redis".
+CHAT_EVENT_LOG = env_str("CHAT_EVENT_LOG", "redis" if REDIS_URL else "memory")
+if CHAT_EVENT_LOG not in ("memory", "redis"):
+    raise ImproperlyConfigured(f"CHAT_EVENT_LOG must be memory or redis, not {CHAT_EVENT_LOG!r}")
+if CHAT_EVENT_LOG == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("CHAT_EVENT_LOG=redis needs REDIS_URL")
+# Seconds a finished answer's events stay in Redis (after that they replay from the database).
+CHAT_EVENT_LOG_RETAIN = env_number("CHAT_EVENT_LOG_RETAIN", 300, minimum=1)
+# Events kept per answer in Redis, a safety bound (coalesced deltas rarely reach it).
+CHAT_EVENT_LOG_MAXLEN = env_number("CHAT_EVENT_LOG_MAXLEN", 100_000, minimum=100)
+CHAT_REDIS_MAX_CONNECTIONS = env_number("CHAT_REDIS_MAX_CONNECTIONS", 2000, minimum=10)
+# Seconds between a running answer's "still alive" signals; three missed and readers
+# and the sweeper treat its process as gone.
+CHAT_LIVENESS_INTERVAL = env_number("CHAT_LIVENESS_INTERVAL", 5.0, minimum=0.05)
+# Seconds between checks for a cancel from another process (Redis).
+CHAT_CANCEL_POLL_INTERVAL = env_number("CHAT_CANCEL_POLL_INTERVAL", 0.2, minimum=0.01)
+# Seconds an answer may run with no one reading before it is cancelled; 0 never.
+CHAT_ABANDON_AFTER = env_number("CHAT_ABANDON_AFTER", 300.0, minimum=0.0)

@@ -6,9 +6,11 @@ Shared fixtures. The cast:
 """
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.db import connections
@@ -32,8 +34,29 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
+def redis_url() -> str:
+    """Return the test Redis server's URL; skip the test, or fail in CI, without one."""
+    url = os.environ.get("CHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs Redis at {url}: {exc}")
+        pytest.skip(f"no Redis at {url} ({exc}); set CHAT_TEST_REDIS_URL")
+    return url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def event_log(request, settings) -> str:
+    """Run the test once with each event log backend."""
+    if request.param == "redis":
+        settings.REDIS_URL = redis_url()
+    settings.CHAT_EVENT_LOG = request.param
+    return request.param
+
+
 @pytest.fixture
-def upstream(fake_openai: FakeOpenAI, settings) -> FakeOpenAI:
+def upstream(fake_openai: FakeOpenAI, settings, event_log) -> FakeOpenAI:
     """Point the project at the fake OpenAI server, as OPENAI_BASE_URL would."""
     fake_openai.reset()
     settings.OPENAI_BASE_URL = fake_openai.base_url

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from chat.eventlog import UnknownGeneration
+from chat.eventlog import LogClosed, UnknownGeneration
 from chat.eventlog.memory import MemoryEventLog
 
 pytestmark = pytest.mark.anyio
@@ -35,11 +35,20 @@ async def test_readers_follow_live_events_until_the_terminal_one():
         await log.append("g", "delta", {"content": text})
         await asyncio.sleep(0)
     await log.append("g", "error", {"code": "x"})
-    await log.append("g", "delta", {"content": "after the end"})
 
     results = await asyncio.gather(*readers)
 
     assert all([e[0] for e in result] == [1, 2, 3] for result in results)
+
+
+async def test_nothing_may_follow_the_terminal_event():
+    log = MemoryEventLog()
+    await log.open("g")
+    await log.append("g", "done", {})
+
+    with pytest.raises(LogClosed):
+        await log.append("g", "delta", {"content": "late"})
+    assert await log.last_id("g") == 1
 
 
 async def test_a_reader_keeps_its_events_after_the_log_is_closed():

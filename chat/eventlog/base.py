@@ -5,7 +5,15 @@ from chat.sse import Event
 
 
 class UnknownGeneration(LookupError):
-    """The log holds nothing for this generation: it ended, or its owner is gone."""
+    """The log holds nothing for this generation: it ended, or its producer is gone."""
+
+
+class EventLogUnavailable(Exception):
+    """The log's store (Redis) failed or could not be reached."""
+
+
+class LogClosed(Exception):
+    """The generation's terminal event is already in the log: nothing may follow it."""
 
 
 class EventLog(Protocol):
@@ -16,7 +24,14 @@ class EventLog(Protocol):
         """Add the next event and wake the readers; return it with its id."""
 
     def read(self, generation_id: str, after: int) -> AsyncIterator[Event]:
-        """Yield the events after `after`, then new ones, until the terminal event."""
+        """Yield the events after `after`, then new ones, until the terminal event.
+
+        Raises UnknownGeneration, at once or later, when the log is gone or its
+        producer died without ending it.
+        """
+
+    async def events(self, generation_id: str) -> list[Event]:
+        """Return every event so far."""
 
     async def last_id(self, generation_id: str) -> int | None:
         """Return the id of the newest event, 0 for none yet, None for an unknown log."""
@@ -27,5 +42,17 @@ class EventLog(Protocol):
     async def wait_cancelled(self, generation_id: str) -> None:
         """Return once the generation has been asked to stop."""
 
+    async def keep_alive(self, generation_id: str) -> None:
+        """Say, as the producer, that it is still running (call every liveness interval)."""
+
+    async def producer_alive(self, generation_id: str) -> bool:
+        """Tell whether the generation's producer is still running."""
+
+    async def touch_reader(self, generation_id: str) -> None:
+        """Say, as a reader, that someone is still reading."""
+
+    async def last_read(self, generation_id: str) -> float | None:
+        """Return when a reader last said so (a Unix time), None if never."""
+
     async def close(self, generation_id: str) -> None:
-        """Forget a generation whose terminal event is stored in the database."""
+        """End the log once the terminal event is stored in the database."""

@@ -1,8 +1,9 @@
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from chat.eventlog.base import UnknownGeneration
+from chat.eventlog.base import LogClosed, UnknownGeneration
 from chat.sse import Event
 
 
@@ -10,9 +11,12 @@ class _Channel:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.cancelled = asyncio.Event()
+        self.last_read = time.time()
         self._grown = asyncio.Event()
 
     def append(self, kind: str, data: dict[str, Any]) -> Event:
+        if self.events and self.events[-1].is_terminal:
+            raise LogClosed
         event = Event(len(self.events) + 1, kind, data)
         self.events.append(event)
         # Wake every reader waiting now; later waiters get a fresh, unset event.
@@ -26,7 +30,11 @@ class _Channel:
 
 
 class MemoryEventLog:
-    """Events in this process's memory: one process, nothing to set up."""
+    """Events in this process's memory: one process, nothing to set up.
+
+    The producer and its readers share the process, so a log that is still here has a
+    live producer, and one that is gone (a restart) lost it.
+    """
 
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
@@ -56,6 +64,9 @@ class MemoryEventLog:
                 if event.is_terminal:
                     return
 
+    async def events(self, generation_id: str) -> list[Event]:
+        return list(self._channel(generation_id).events)
+
     async def last_id(self, generation_id: str) -> int | None:
         channel = self._channels.get(generation_id)
         return None if channel is None else len(channel.events)
@@ -65,6 +76,21 @@ class MemoryEventLog:
 
     async def wait_cancelled(self, generation_id: str) -> None:
         await self._channel(generation_id).cancelled.wait()
+
+    async def keep_alive(self, generation_id: str) -> None:
+        self._channel(generation_id)
+
+    async def producer_alive(self, generation_id: str) -> bool:
+        return generation_id in self._channels
+
+    async def touch_reader(self, generation_id: str) -> None:
+        channel = self._channels.get(generation_id)
+        if channel is not None:
+            channel.last_read = time.time()
+
+    async def last_read(self, generation_id: str) -> float | None:
+        channel = self._channels.get(generation_id)
+        return None if channel is None else channel.last_read
 
     async def close(self, generation_id: str) -> None:
         self._channels.pop(generation_id, None)

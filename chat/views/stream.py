@@ -1,6 +1,8 @@
 """The SSE stream of a generation's events, for EventSource and for fetch readers."""
 
+import logging
 import re
+import time
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
@@ -9,10 +11,12 @@ from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from chat import sse
-from chat.eventlog import get_event_log
+from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.models import Generation
 from chat.replay import events_after
 from chat.views.responses import BadRequest, api_view, json_error
+
+logger = logging.getLogger(__name__)
 
 EVENT_ID = re.compile(r"\d{1,18}")
 
@@ -33,7 +37,14 @@ async def generation_stream(request: HttpRequest, pk: str) -> HttpResponse:
             # Past the end: 204 tells EventSource to stop reconnecting.
             return HttpResponse(status=204)
     else:
-        produced = await get_event_log().last_id(str(generation.pk))
+        try:
+            produced = await get_event_log().last_id(str(generation.pk))
+        except EventLogUnavailable:
+            response = json_error(
+                503, "event_log_unavailable", "The live stream is unavailable; retry shortly."
+            )
+            response["Retry-After"] = "2"
+            return response
         if produced is not None and after > produced:
             raise BadRequest("bad_last_event_id", "Last-Event-ID is past the end of this stream.")
     return await event_stream_response(generation, after=after)
@@ -57,7 +68,7 @@ async def event_stream_response(generation: Generation, *, after: int) -> Stream
     # back now rather than holding it for the life of the stream.
     await sync_to_async(close_old_connections)()
     response = StreamingHttpResponse(
-        _frames(events_after(generation, after)),
+        _frames(str(generation.pk), events_after(generation, after)),
         content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-cache, no-transform"
@@ -65,10 +76,21 @@ async def event_stream_response(generation: Generation, *, after: int) -> Stream
     return response
 
 
-async def _frames(events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
+async def _frames(generation_id: str, events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
+    log = get_event_log()
     yield sse.preamble(settings.CHAT_SSE_RETRY_MS)
-    async for frame in sse.with_heartbeat(_encoded(events), settings.CHAT_SSE_HEARTBEAT):
-        yield frame
+    try:
+        await log.touch_reader(generation_id)
+        last_touch = time.monotonic()
+        async for frame in sse.with_heartbeat(_encoded(events), settings.CHAT_SSE_HEARTBEAT):
+            yield frame
+            if time.monotonic() - last_touch >= settings.CHAT_SSE_HEARTBEAT:
+                # Someone is still reading: the answer is not abandoned.
+                await log.touch_reader(generation_id)
+                last_touch = time.monotonic()
+    except EventLogUnavailable as exc:
+        # End the response: EventSource reconnects with Last-Event-ID and resumes.
+        logger.warning("stream of %s broke off: %s", generation_id, exc)
 
 
 async def _encoded(events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:

@@ -1,0 +1,237 @@
+"""
+Events in Redis Streams: any server process can serve any reader and take any cancel.
+
+Per generation (all keys expire; none outlives CHAT_EVENT_LOG_RETAIN after the end):
+- `chat:log:<id>`: the stream; event N is entry `0-N`, so XREAD after `0-N` is
+  "after event N";
+- `chat:meta:<id>`: a hash that says the log is open, and `ended` once the terminal
+  event is in;
+- `chat:alive:<id>`: refreshed by the producing process while it runs; its expiry is how
+  readers learn that the producer died;
+- `chat:cancel:<id>`: set by a cancel, from any process;
+- `chat:read:<id>`: refreshed by readers, so an answer nobody reads can be abandoned.
+"""
+
+import asyncio
+import functools
+import json
+import math
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import redis.asyncio as redis
+from django.conf import settings
+
+from chat.eventlog.base import EventLogUnavailable, LogClosed, UnknownGeneration
+from chat.sse import Event
+
+# Appends atomically: refuses an unknown or ended log, numbers the event, marks the end.
+APPEND = """
+if redis.call('HGET', KEYS[2], 'ended') ~= '0' then
+  return redis.call('EXISTS', KEYS[2]) == 1 and -2 or -1
+end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local n = 1
+if #last > 0 then n = tonumber(string.match(last[1][1], '%d+$')) + 1 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. n, 'k', ARGV[1], 'd', ARGV[2])
+if ARGV[1] ~= 'delta' then redis.call('HSET', KEYS[2], 'ended', '1') end
+return n
+"""
+
+
+def _translated[**P, R](
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Turn Redis failures into EventLogUnavailable, the one error callers handle."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise EventLogUnavailable(str(exc)) from exc
+
+    return wrapper
+
+
+def _keys(generation_id: str) -> dict[str, str]:
+    return {
+        name: f"chat:{name}:{generation_id}" for name in ("log", "meta", "alive", "cancel", "read")
+    }
+
+
+# One client (and connection pool) per event loop: redis.asyncio connections belong to one.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_client() -> redis.Redis:
+    loop = asyncio.get_running_loop()
+    if loop not in _clients:
+        _clients[loop] = redis.Redis.from_url(
+            settings.REDIS_URL,
+            decode_responses=True,
+            # Readers block in XREAD for up to a liveness interval; a socket timeout
+            # shorter than that (redis-py's default is 5 s) would cut them off.
+            socket_timeout=settings.CHAT_LIVENESS_INTERVAL + 5,
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+            max_connections=settings.CHAT_REDIS_MAX_CONNECTIONS,
+        )
+    return _clients[loop]
+
+
+class RedisEventLog:
+    """Events in Redis Streams, shared by every server process."""
+
+    @property
+    def _redis(self) -> redis.Redis:
+        return get_client()
+
+    @_translated
+    async def open(self, generation_id: str) -> None:
+        keys = _keys(generation_id)
+        ttl = int(settings.CHAT_GENERATION_TIMEOUT + settings.CHAT_EVENT_LOG_RETAIN)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys["meta"], mapping={"ended": "0", "opened": str(time.time())})
+            pipe.expire(keys["meta"], ttl)
+            pipe.set(keys["alive"], "1", ex=_alive_ttl())
+            pipe.set(keys["read"], str(time.time()), ex=ttl)
+            await pipe.execute()
+
+    @_translated
+    async def append(self, generation_id: str, kind: str, data: dict[str, Any]) -> Event:
+        keys = _keys(generation_id)
+        script = self._redis.register_script(APPEND)
+        number = await script(
+            keys=[keys["log"], keys["meta"]],
+            args=[kind, json.dumps(data, ensure_ascii=False), settings.CHAT_EVENT_LOG_MAXLEN],
+        )
+        if number == -1:
+            raise UnknownGeneration(generation_id)
+        if number == -2:
+            raise LogClosed(generation_id)
+        return Event(int(number), kind, data)
+
+    async def read(self, generation_id: str, after: int) -> AsyncIterator[Event]:
+        try:
+            async for event in self._read(generation_id, after):
+                yield event
+        except redis.RedisError as exc:
+            raise EventLogUnavailable(str(exc)) from exc
+
+    async def _read(self, generation_id: str, after: int) -> AsyncIterator[Event]:
+        keys = _keys(generation_id)
+        if not await self._redis.exists(keys["meta"]):
+            raise UnknownGeneration(generation_id)
+        position = after
+        while True:
+            found = await self._redis.xread(
+                {keys["log"]: f"0-{position}"},
+                count=1000,
+                block=int(settings.CHAT_LIVENESS_INTERVAL * 1000),
+            )
+            if not found:
+                await self._check_producer(generation_id)
+                continue
+            for entry_id, fields in _entries(found):
+                number = int(entry_id.rsplit("-", 1)[1])
+                if number != position + 1:
+                    raise UnknownGeneration(generation_id)  # trimmed past the reader
+                position = number
+                event = Event(number, fields["k"], json.loads(fields["d"]))
+                yield event
+                if event.is_terminal:
+                    return
+
+    async def _check_producer(self, generation_id: str) -> None:
+        keys = _keys(generation_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys["meta"], "ended")
+            pipe.exists(keys["alive"])
+            ended, alive = await pipe.execute()
+        if ended is None or (ended == "0" and not alive):
+            raise UnknownGeneration(generation_id)
+
+    @_translated
+    async def events(self, generation_id: str) -> list[Event]:
+        keys = _keys(generation_id)
+        if not await self._redis.exists(keys["meta"]):
+            raise UnknownGeneration(generation_id)
+        entries = await self._redis.xrange(keys["log"])
+        return [
+            Event(int(entry_id.rsplit("-", 1)[1]), fields["k"], json.loads(fields["d"]))
+            for entry_id, fields in entries
+        ]
+
+    @_translated
+    async def last_id(self, generation_id: str) -> int | None:
+        keys = _keys(generation_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys["meta"])
+            pipe.xrevrange(keys["log"], count=1)
+            exists, last = await pipe.execute()
+        if not exists:
+            return None
+        return int(last[0][0].rsplit("-", 1)[1]) if last else 0
+
+    @_translated
+    async def cancel(self, generation_id: str) -> None:
+        keys = _keys(generation_id)
+        if not await self._redis.exists(keys["meta"]):
+            raise UnknownGeneration(generation_id)
+        await self._redis.set(keys["cancel"], "1", ex=int(settings.CHAT_GENERATION_TIMEOUT) + 60)
+
+    @_translated
+    async def wait_cancelled(self, generation_id: str) -> None:
+        key = _keys(generation_id)["cancel"]
+        while not await self._redis.exists(key):
+            await asyncio.sleep(settings.CHAT_CANCEL_POLL_INTERVAL)
+
+    @_translated
+    async def keep_alive(self, generation_id: str) -> None:
+        await self._redis.set(_keys(generation_id)["alive"], "1", ex=_alive_ttl())
+
+    @_translated
+    async def producer_alive(self, generation_id: str) -> bool:
+        return bool(await self._redis.exists(_keys(generation_id)["alive"]))
+
+    @_translated
+    async def touch_reader(self, generation_id: str) -> None:
+        # xx: only while the generation runs (close() deletes the key).
+        await self._redis.set(
+            _keys(generation_id)["read"],
+            str(time.time()),
+            xx=True,
+            ex=int(settings.CHAT_GENERATION_TIMEOUT) + 60,
+        )
+
+    @_translated
+    async def last_read(self, generation_id: str) -> float | None:
+        value = await self._redis.get(_keys(generation_id)["read"])
+        return float(value) if value else None
+
+    @_translated
+    async def close(self, generation_id: str) -> None:
+        keys = _keys(generation_id)
+        retain = int(settings.CHAT_EVENT_LOG_RETAIN)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.expire(keys["log"], retain)
+            pipe.expire(keys["meta"], retain)
+            pipe.delete(keys["alive"], keys["cancel"], keys["read"])
+            await pipe.execute()
+
+
+def _alive_ttl() -> int:
+    # Three missed refreshes and the producer counts as dead.
+    return max(1, math.ceil(settings.CHAT_LIVENESS_INTERVAL * 3))
+
+
+def _entries(found: Any) -> list[tuple[str, dict[str, str]]]:
+    # RESP3 (redis-py 8's default) answers a dict {key: [entries]}; RESP2 a list of pairs.
+    if isinstance(found, dict):
+        return next(iter(found.values()))[0] if found else []
+    return found[0][1]
