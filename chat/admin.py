@@ -1,9 +1,12 @@
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.contrib import admin
 from django.db.models import Count, QuerySet, Sum
 from django.http import HttpRequest
+from django.utils import timezone
 
+from chat import generation as generations
 from chat.models import Conversation, Generation, Message
 
 
@@ -75,10 +78,38 @@ class ConversationAdmin(admin.ModelAdmin):
         return conversation.token_total or 0
 
 
+class RunningFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("running", "Running now"), ("finished", "Finished")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "running":
+            return queryset.filter(last_event_id=None)
+        if self.value() == "finished":
+            return queryset.exclude(last_event_id=None)
+        return queryset
+
+
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
-    list_display = ["id", "owner", "model", "status", "cached", "created_at", "finished_at"]
-    list_filter = ["message__status", "model", "cached", "created_at"]
+    """Answers, with the ones in progress: who, which model, how old, where it runs."""
+
+    list_display = [
+        "id",
+        "owner",
+        "model",
+        "status",
+        "age",
+        "deltas",
+        "process",
+        "cached",
+        "created_at",
+    ]
+    list_filter = [RunningFilter, "message__status", "model", "cached", "created_at"]
+    actions = ["cancel"]
     list_select_related = ["message", "conversation__owner"]
     search_fields = ["id", "conversation__owner__username", "request_id"]
     readonly_fields = [
@@ -91,6 +122,7 @@ class GenerationAdmin(admin.ModelAdmin):
         "last_event_id",
         "cached",
         "request_id",
+        "process",
         "created_at",
         "finished_at",
     ]
@@ -108,3 +140,19 @@ class GenerationAdmin(admin.ModelAdmin):
     @admin.display(ordering="message__status")
     def status(self, generation: Generation) -> str:
         return generation.message.get_status_display()
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, generation: Generation) -> str:
+        end = generation.finished_at or timezone.now()
+        return f"{(end - generation.created_at).total_seconds():.0f} s"
+
+    @admin.display(description="deltas (at last checkpoint)")
+    def deltas(self, generation: Generation) -> int:
+        return len(generation.event_sizes)
+
+    @admin.action(description="Stop the selected answers")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        running = list(queryset.filter(last_event_id=None))
+        for generation in running:
+            async_to_sync(generations.cancel)(generation)
+        self.message_user(request, f"Asked {len(running)} running answer(s) to stop.")

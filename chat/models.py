@@ -102,11 +102,22 @@ class Generation(models.Model):
     last_event_id = models.PositiveIntegerField(null=True, blank=True)
     cached = models.BooleanField(default=False)
     request_id = models.CharField(max_length=64, blank=True)
+    process = models.CharField(
+        max_length=100, blank=True, help_text="The server process that runs it (host:pid)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The sweeper and the admin's live list look for answers still running.
+            models.Index(
+                fields=["created_at"],
+                name="generation_running",
+                condition=models.Q(last_event_id=None),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Generation {self.pk} ({self.model})"

@@ -1,5 +1,7 @@
 """Conversations and messages: the writes the views ask for, each in one transaction."""
 
+import os
+import socket
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -59,8 +61,13 @@ def _message_post(
             model=conversation.model,
             request=build_request(conversation),
             request_id=request_id,
+            process=this_process(),
         )
         return question, generation
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def build_request(conversation: Conversation) -> dict[str, Any]:

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
 # it would compress text/event-stream too; compress pages at the proxy instead.
 MIDDLEWARE = [
     "chat.middleware.RequestIdMiddleware",
+    "chat.sweeper.SweeperMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -231,5 +232,7 @@ CHAT_REDIS_MAX_CONNECTIONS = env_number("CHAT_REDIS_MAX_CONNECTIONS", 2000, mini
 CHAT_LIVENESS_INTERVAL = env_number("CHAT_LIVENESS_INTERVAL", 5.0, minimum=0.05)
 # Seconds between checks for a cancel from another process (Redis).
 CHAT_CANCEL_POLL_INTERVAL = env_number("CHAT_CANCEL_POLL_INTERVAL", 0.2, minimum=0.01)
+# Seconds between sweeps for answers whose process died; 0 turns the sweeper off.
+CHAT_SWEEP_INTERVAL = env_number("CHAT_SWEEP_INTERVAL", 60.0, minimum=0.0)
 # Seconds an answer may run with no one reading before it is cancelled; 0 never.
 CHAT_ABANDON_AFTER = env_number("CHAT_ABANDON_AFTER", 300.0, minimum=0.0)

@@ -8,6 +8,8 @@ os.environ.setdefault("SECRET_KEY", "insecure-key-for-the-test-suite-only")
 from chatsite.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests sweep explicitly; a background sweeper would race them.
+CHAT_SWEEP_INTERVAL = 0
 
 # A file, not SQLite's shared in-memory database: Django never closes in-memory
 # connections, and the tests check that streams give theirs back.

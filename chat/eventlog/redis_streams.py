@@ -188,7 +188,9 @@ class RedisEventLog:
     @_translated
     async def wait_cancelled(self, generation_id: str) -> None:
         key = _keys(generation_id)["cancel"]
-        while not await self._redis.exists(key):
+        # Polling a key survives Redis restarts and needs no held connection, where a
+        # pub/sub subscription would need both; one EXISTS per interval is cheap.
+        while not await self._redis.exists(key):  # noqa: ASYNC110
             await asyncio.sleep(settings.CHAT_CANCEL_POLL_INTERVAL)
 
     @_translated

@@ -1,0 +1,191 @@
+"""Answers outlive their readers, their event store's failures and their process."""
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from chat import generation, services, sweeper
+from chat.eventlog import get_event_log
+from chat.models import Conversation, Generation, Message
+from tests.asgi_client import parse_events, read_events, read_until
+from tests.fakeopenai import Reply
+from tests.test_stream import ask, stored_answer, stream, text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+
+
+async def test_an_answer_nobody_reads_is_abandoned(api, upstream, settings):
+    settings.CHAT_ABANDON_AFTER = 0.2
+    settings.CHAT_LIVENESS_INTERVAL = 0.05
+    upstream.reply_to("Hi", Reply(tokens=["a "] * 200, token_delay=0.02))
+
+    posted = await ask(api, "Hi")
+    await generation.wait_all()
+
+    message = await stored_answer(posted)
+    assert (message.status, message.finish_reason) == ("cancelled", "cancelled")
+    await asyncio.to_thread(upstream.wait_until, lambda: upstream.aborted == 1)
+
+
+async def test_a_connected_reader_keeps_the_answer_going(api, upstream, settings):
+    settings.CHAT_ABANDON_AFTER = 0.2
+    settings.CHAT_LIVENESS_INTERVAL = 0.05
+    settings.CHAT_SSE_HEARTBEAT = 0.05
+    upstream.reply_to("Hi", Reply(tokens=["a "] * 20, token_delay=0.03))
+
+    posted = await ask(api, "Hi")
+    events = await read_events(await stream(api, posted))
+
+    assert events[-1].data["finish_reason"] == "stop"
+    assert text_of(events) == "a " * 20
+
+
+async def test_the_sweeper_ends_answers_whose_process_is_gone(api, upstream, alice, settings):
+    conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
+    _, lost = await services.message_post(conversation=conversation, content="Hi")
+    await Generation.objects.filter(pk=lost.pk).aupdate(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    await Message.objects.filter(pk=lost.message.pk).aupdate(content="partial")
+    await Generation.objects.filter(pk=lost.pk).aupdate(event_sizes=[4, 3])
+    posted = await ask(api, "still running")  # a live answer in another conversation
+
+    assert await sweeper.sweep() == 1
+
+    message = await Message.objects.aget(pk=lost.message.pk)
+    assert (message.status, message.error_code, message.content) == (
+        "error",
+        "interrupted",
+        "partial",
+    )
+    events = await read_events(await api.get(lost.get_stream_url()))
+    assert [(e.id, e.event) for e in events] == [(1, "delta"), (2, "delta"), (3, "error")]
+    assert text_of(events) == "partial"
+    assert (await stored_answer(posted)).status in ("streaming", "complete")
+
+
+async def test_an_admin_can_stop_running_answers(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=["a "] * 200, token_delay=0.02))
+    posted = await ask(api, "Hi")
+    await asyncio.to_thread(upstream.wait_until, lambda: upstream.requests)
+
+    def stop_from_the_admin() -> int:
+        client = Client()
+        client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+        listed = client.get("/admin/chat/generation/", {"state": "running"})
+        assert len(listed.context["cl"].result_list) == 1
+        return client.post(
+            "/admin/chat/generation/",
+            {"action": "cancel", "_selected_action": [posted["generation"]["id"]]},
+        ).status_code
+
+    assert await sync_to_async(stop_from_the_admin)() == 302
+    await generation.wait_all()
+
+    assert (await stored_answer(posted)).status == "cancelled"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def private_redis(port: int):
+    """A Redis server of this test's own, which it may stop and start."""
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.02)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+@pytest.fixture
+def redis_server():
+    if subprocess.run(["which", "redis-server"], capture_output=True).returncode:
+        pytest.skip("redis-server is not installed")
+    return free_port()
+
+
+async def test_an_answer_survives_its_event_store_restarting(api, upstream, settings, redis_server):
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{redis_server}/0"
+    upstream.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(100)], token_delay=0.02))
+
+    with private_redis(redis_server) as server:
+        posted = await ask(api, "Hi")
+        reader = await stream(api, posted)
+        seen, raw = await read_until(reader, 3)
+        server.terminate()
+        server.wait(5)
+        async for chunk in reader.chunks():  # the stream ends instead of hanging
+            raw += chunk
+        await generation.wait_all()
+
+    with private_redis(redis_server):
+        before, _ = parse_events(raw)
+        after = await read_events(
+            await stream(api, posted, **{"Last-Event-ID": str(before[-1].id)})
+        )
+
+    message = await stored_answer(posted)
+    assert (message.status, message.error_code) == ("error", "event_log")
+    assert [e.id for e in before + after] == list(range(1, after[-1].id + 1))
+    assert text_of(before + after) == message.content
+    assert after[-1].event == "error"
+    assert len(seen) >= 3
+
+
+async def test_a_stream_of_an_unreachable_event_store_answers_503(api, alice, settings):
+    conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
+    _, running = await services.message_post(conversation=conversation, content="Hi")
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    response = await api.get(running.get_stream_url())
+
+    assert response.status == 503
+    assert response.headers["retry-after"] == "2"
+    assert (await response.json())["error"]["code"] == "event_log_unavailable"
+
+
+async def test_readers_mark_themselves_present(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=["a "] * 20, token_delay=0.02, first_token_delay=0.1))
+    posted = await ask(api, "Hi")
+    key = posted["generation"]["id"]
+    opened = await get_event_log().last_read(key)
+
+    reader = await stream(api, posted)
+    await read_until(reader, 1)
+
+    assert await get_event_log().last_read(key) > opened
+    await reader.body()

@@ -1,0 +1,171 @@
+"""Several server processes sharing Redis and the database, as in production."""
+
+import asyncio
+import signal
+
+import httpx2
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from chat.models import Message
+from tests.asgi_client import CSRF_TOKEN, parse_events
+from tests.conftest import redis_url, session_cookie
+from tests.fakeopenai import Reply
+from tests.servers import daphne, database_url, free_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+
+
+def server_env(fake_openai) -> dict[str, str]:
+    return {
+        # The same key as the suite's: the sessions it makes must be valid there.
+        "SECRET_KEY": settings.SECRET_KEY,
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": redis_url(),
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": "sk-test-key",
+        "CHAT_MODEL": "gpt-test",
+        "CHAT_MODELS": "gpt-test",
+        "CHAT_UPSTREAM_MAX_RETRIES": "0",
+        "CHAT_LIVENESS_INTERVAL": "0.2",
+        "CHAT_SWEEP_INTERVAL": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture(scope="module")
+def two_servers(django_db_setup, django_db_blocker, fake_openai):
+    """Two processes, A and B, on their own ports, sharing Redis and the database."""
+    with django_db_blocker.unblock():
+        env = server_env(fake_openai)
+    a, b = free_port(), free_port()
+    with daphne(a, env), daphne(b, env):
+        yield f"http://127.0.0.1:{a}", f"http://127.0.0.1:{b}"
+
+
+class Browser:
+    """One logged-in user's HTTP client, free to talk to any of the servers."""
+
+    def __init__(self, session: str) -> None:
+        self.client = httpx2.AsyncClient(
+            cookies={"sessionid": session, "csrftoken": CSRF_TOKEN},
+            headers={"X-CSRFToken": CSRF_TOKEN},
+            timeout=10,
+        )
+
+    async def ask(self, server: str, prompt: str) -> dict:
+        conversation = (await self.client.post(f"{server}/api/conversations/", json={})).json()
+        response = await self.client.post(
+            f"{server}/api/conversations/{conversation['id']}/messages/",
+            json={"content": prompt},
+        )
+        assert response.status_code == 202, response.text
+        return response.json()["generation"]
+
+    async def events(self, server: str, generation: dict, after: int = 0, count: int | None = None):
+        """Read the stream from a server: all of it, or until `count` events arrived."""
+        raw = b""
+        async with self.client.stream(
+            "GET",
+            f"{server}{generation['stream_url']}",
+            headers={"Last-Event-ID": str(after)},
+        ) as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                events, _ = parse_events(raw)
+                if count is not None and len(events) >= count:
+                    return events[:count]
+        return parse_events(raw)[0]
+
+
+@pytest.fixture
+async def browser(alice):
+    browser = Browser(await sync_to_async(session_cookie)(alice))
+    yield browser
+    await browser.client.aclose()
+
+
+def text_of(events) -> str:
+    return "".join(e.data["content"] for e in events if e.event == "delta")
+
+
+async def answer(generation: dict) -> Message:
+    return await Message.objects.aget(generation__pk=generation["id"])
+
+
+async def test_an_answer_posted_to_one_process_streams_from_another(
+    two_servers, browser, fake_openai
+):
+    a, b = two_servers
+    fake_openai.reset()
+    fake_openai.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(30)], token_delay=0.01))
+
+    generation = await browser.ask(a, "Hi")
+    events = await browser.events(b, generation)
+
+    assert [e.id for e in events] == list(range(1, 32))
+    assert events[-1].event == "done"
+    assert (
+        text_of(events)
+        == (await answer(generation)).content
+        == "".join(f"w{i} " for i in range(30))
+    )
+
+
+async def test_a_reader_resumes_on_another_process(two_servers, browser, fake_openai):
+    a, b = two_servers
+    fake_openai.reset()
+    fake_openai.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(30)], token_delay=0.02))
+
+    generation = await browser.ask(a, "Hi")
+    first = await browser.events(b, generation, count=5)
+    rest = await browser.events(a, generation, after=first[-1].id)
+
+    assert [e.id for e in first + rest] == list(range(1, 32))
+    assert text_of(first + rest) == (await answer(generation)).content
+
+
+async def test_a_cancel_sent_to_another_process_stops_the_answer_upstream(
+    two_servers, browser, fake_openai
+):
+    a, b = two_servers
+    fake_openai.reset()
+    fake_openai.reply_to("Hi", Reply(tokens=["w "] * 500, token_delay=0.02))
+
+    generation = await browser.ask(a, "Hi")
+    await browser.events(a, generation, count=2)
+    response = await browser.client.post(f"{b}{generation['cancel_url']}")
+    events = await browser.events(b, generation)
+
+    assert response.status_code == 202
+    assert (events[-1].event, events[-1].data["finish_reason"]) == ("done", "cancelled")
+    await asyncio.to_thread(fake_openai.wait_until, lambda: fake_openai.aborted == 1)
+    message = await answer(generation)
+    assert (message.status, message.content) == ("cancelled", text_of(events))
+
+
+async def test_when_the_owning_process_dies_readers_get_an_error_and_every_word_is_kept(
+    two_servers, browser, fake_openai, django_db_blocker
+):
+    a, _ = two_servers
+    fake_openai.reset()
+    fake_openai.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(500)], token_delay=0.02))
+    with django_db_blocker.unblock():
+        env = server_env(fake_openai)
+    port = free_port()
+    with daphne(port, env) as doomed:
+        generation = await browser.ask(f"http://127.0.0.1:{port}", "Hi")
+        seen = await browser.events(a, generation, count=5)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(5)
+        rest = await asyncio.wait_for(browser.events(a, generation, after=seen[-1].id), 10)
+
+    events = seen + rest
+    message = await answer(generation)
+    assert (events[-1].event, events[-1].data["code"]) == ("error", "interrupted")
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert text_of(events) == message.content
+    assert (message.status, message.error_code) == ("error", "interrupted")
+    assert len(events) > 5
