@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import random
 import socket
 import subprocess
 import time
@@ -189,3 +190,29 @@ async def test_readers_mark_themselves_present(api, upstream):
 
     assert await get_event_log().last_read(key) > opened
     await reader.body()
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_disconnects_and_reconnects_lose_and_repeat_nothing(api, upstream, seed):
+    rng = random.Random(seed)
+    pieces = ["a", "bb ", "é", "日本", "🎉", " ", "\n", "x y", "\u200b", "ü"]
+    tokens = [rng.choice(pieces) for _ in range(rng.randint(5, 40))]
+    upstream.reply_to("Hi", Reply(tokens=tokens, token_delay=0.005))
+    posted = await ask(api, "Hi")
+
+    received = []
+    while not received or received[-1].event == "delta":
+        last = str(received[-1].id) if received else "0"
+        reader = await stream(api, posted, **{"Last-Event-ID": last})
+        want = rng.randint(1, 8)
+        raw = b""
+        async for chunk in reader.chunks():
+            raw += chunk
+            if len(parse_events(raw)[0]) >= want:
+                break
+        received += parse_events(raw)[0]
+        if received[-1].event == "delta":
+            await reader.disconnect()
+
+    assert [e.id for e in received] == list(range(1, len(tokens) + 2))
+    assert text_of(received) == "".join(tokens) == (await stored_answer(posted)).content

@@ -169,3 +169,28 @@ async def test_when_the_owning_process_dies_readers_get_an_error_and_every_word_
     assert text_of(events) == message.content
     assert (message.status, message.error_code) == ("error", "interrupted")
     assert len(events) > 5
+
+
+async def test_a_client_vanishing_mid_frame_harms_neither_the_answer_nor_the_server(
+    two_servers, browser, fake_openai
+):
+    a, _ = two_servers
+    fake_openai.reset()
+    fake_openai.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(40)], token_delay=0.01))
+    generation = await browser.ask(a, "Hi")
+    host, port = a.removeprefix("http://").split(":")
+    cookies = "; ".join(f"{c.name}={c.value}" for c in browser.client.cookies.jar)
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET {generation['stream_url']} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Cookie: {cookies}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    received = await reader.readuntil(b'event: delta\ndata: {"con')  # inside a frame
+    writer.transport.abort()  # a reset, not a polite close
+
+    events = await browser.events(a, generation)
+    assert b"200 OK" in received
+    assert events[-1].event == "done"
+    assert text_of(events) == (await answer(generation)).content

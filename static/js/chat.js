@@ -6,12 +6,12 @@
 // as text nodes (model output is untrusted: never as HTML); on `done` the bubble is
 // replaced by the server's rendered message (GET data-message-url); on `error` the
 // message is shown under the text so far. EventSource reconnects by itself with
-// Last-Event-ID; a 204 (the answer has ended) closes it.
+// Last-Event-ID; when it gives up, the stream is reopened from the last event seen.
 (() => {
   "use strict";
 
   const NEAR_BOTTOM_PX = 48;
-  const sources = new Map(); // bubble id -> EventSource
+  const streams = new Map(); // bubble id -> AnswerStream
 
   const scroller = () => document.getElementById("scroller");
   const composer = () => document.getElementById("composer");
@@ -47,70 +47,109 @@
 
   // Streaming bubbles.
 
+  const RETRY_MIN_MS = 1000;
+  const RETRY_MAX_MS = 30000;
+
   function wireAll(root) {
     (root || document).querySelectorAll(".msg--streaming[data-stream-url]").forEach(wire);
     updateComposer();
   }
 
   function wire(bubble) {
-    if (sources.has(bubble.id) || !bubble.isConnected) return;
-    const text = bubble.querySelector(".msg__stream");
-    const reconnecting = bubble.querySelector("[data-reconnecting]");
-    const source = new EventSource(bubble.dataset.streamUrl);
-    let replayed = false;
-    sources.set(bubble.id, source);
+    if (streams.has(bubble.id) || !bubble.isConnected) return;
+    streams.set(bubble.id, new AnswerStream(bubble));
+  }
 
-    const seen = () => {
-      if (reconnecting) reconnecting.hidden = true;
-    };
+  // One answer's stream. EventSource reconnects by itself after a network error; when
+  // the browser gives up (a 503, a dead network, a laptop waking from sleep) the stream
+  // is reopened from the last event seen, so the bubble never shows a word twice.
+  class AnswerStream {
+    constructor(bubble) {
+      this.bubble = bubble;
+      this.text = bubble.querySelector(".msg__stream");
+      this.reconnecting = bubble.querySelector("[data-reconnecting]");
+      this.lastId = null; // null: nothing seen yet, the stream replays from the start
+      this.retryMs = RETRY_MIN_MS;
+      this.timer = null;
+      this.open();
+    }
 
-    source.addEventListener("delta", (event) => {
-      seen();
+    open() {
+      const url = new URL(this.bubble.dataset.streamUrl, window.location.href);
+      if (this.lastId !== null) url.searchParams.set("last_event_id", this.lastId);
+      this.source = new EventSource(url);
+      this.source.addEventListener("delta", (event) => this.delta(event));
+      this.source.addEventListener("done", (event) => this.done(event));
+      this.source.addEventListener("error", (event) => this.error(event));
+    }
+
+    // Reopen now from the last event seen (the tab is visible again, the network is back).
+    resume() {
+      clearTimeout(this.timer);
+      this.source.close();
+      this.open();
+    }
+
+    seen(event) {
+      this.lastId = event.lastEventId;
+      this.retryMs = RETRY_MIN_MS;
+      if (this.reconnecting) this.reconnecting.hidden = true;
+    }
+
+    delta(event) {
+      const replay = this.lastId === null;
+      this.seen(event);
       const data = JSON.parse(event.data);
       keepingPlace(() => {
-        // A new EventSource replays from the first event: rebuild the text from it.
-        if (!replayed) {
-          text.textContent = "";
-          replayed = true;
-        }
-        text.append(document.createTextNode(data.content));
+        // The first event of a full replay rebuilds the text the server rendered.
+        if (replay) this.text.textContent = "";
+        this.text.append(document.createTextNode(data.content));
       });
-    });
+    }
 
-    source.addEventListener("done", () => {
-      seen();
-      stop(bubble);
-      refresh(bubble, 0);
-    });
+    async done(event) {
+      this.seen(event);
+      this.close();
+      if ((await refresh(this.bubble)) === "streaming") {
+        setTimeout(() => refresh(this.bubble), RETRY_MIN_MS); // the fetch itself failed
+      }
+    }
 
-    source.addEventListener("error", (event) => {
+    error(event) {
       if (event instanceof MessageEvent && typeof event.data === "string") {
         // The server's own `error` event: the answer failed. Keep the text so far.
-        seen();
-        stop(bubble);
+        this.seen(event);
+        this.close();
         let message = "Something went wrong while answering.";
         try {
           message = JSON.parse(event.data).message || message;
         } catch (_) {
           // keep the generic message
         }
-        failed(bubble, message);
+        failed(this.bubble, message);
         return;
       }
-      if (source.readyState === EventSource.CLOSED) {
-        // Refused for good (204: the answer has ended; or 401/404): show it as stored.
-        stop(bubble);
-        refresh(bubble, 0);
-      } else if (reconnecting) {
-        reconnecting.hidden = false;
-      }
-    });
-  }
+      if (this.reconnecting) this.reconnecting.hidden = false;
+      if (this.source.readyState === EventSource.CLOSED) this.givenUp();
+    }
 
-  function stop(bubble) {
-    const source = sources.get(bubble.id);
-    if (source) source.close();
-    sources.delete(bubble.id);
+    // The browser stopped reconnecting: the answer ended (204), or the server refused
+    // for now. The stored message tells which.
+    async givenUp() {
+      const state = await refresh(this.bubble);
+      if (state === "streaming") {
+        this.timer = setTimeout(() => this.resume(), this.retryMs);
+        this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+      } else {
+        this.close();
+      }
+    }
+
+    close() {
+      clearTimeout(this.timer);
+      this.source.close();
+      streams.delete(this.bubble.id);
+    }
   }
 
   function ended(bubble) {
@@ -135,35 +174,45 @@
     });
   }
 
-  // Swap the finished bubble for the server's rendering of the message (Markdown).
-  async function refresh(bubble, attempt) {
+  // Swap a finished bubble for the server's rendering of the message (Markdown).
+  // Returns "streaming" while the stored answer is still being written, so the caller
+  // keeps streaming; "offline" when the server could not be reached.
+  async function refresh(bubble) {
     let fresh = null;
     try {
       const response = await fetch(bubble.dataset.messageUrl, {
         headers: { Accept: "text/html" },
         credentials: "same-origin",
       });
+      if (!response.ok && response.status >= 500) return "streaming";
       if (response.ok) {
         const template = document.createElement("template");
         template.innerHTML = (await response.text()).trim(); // server-rendered, sanitised
         fresh = template.content.firstElementChild;
       }
     } catch (_) {
-      fresh = null;
+      return "streaming"; // offline: try again later
     }
     // Anything but a message (say, the login page after a redirect) is not swapped in.
     if (!fresh || !fresh.matches("article.msg")) {
       failed(bubble, "Could not load the finished answer. Reload the page to see it.");
-      return;
+      return "failed";
     }
-    if (fresh.classList.contains("msg--streaming") && attempt < 5) {
-      // Not saved yet (should not happen: `done` follows the save). Try again shortly.
-      setTimeout(() => refresh(bubble, attempt + 1), 400);
-      return;
-    }
+    if (fresh.classList.contains("msg--streaming")) return "streaming";
     keepingPlace(() => bubble.replaceWith(fresh));
     updateComposer();
+    return "finished";
   }
+
+  // A sleeping laptop or a backgrounded phone leaves connections that look alive but are
+  // dead: reopen every stream when the page is visible again or the network comes back.
+  function resumeAll() {
+    streams.forEach((stream) => stream.resume());
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") resumeAll();
+  });
+  window.addEventListener("online", resumeAll);
 
   async function cancel(button) {
     const bubble = button.closest(".msg");
@@ -324,8 +373,7 @@
   wireAll(document);
   // Leaving the page closes the streams; coming back from the back/forward cache reopens them.
   window.addEventListener("pagehide", () => {
-    sources.forEach((source) => source.close());
-    sources.clear();
+    streams.forEach((stream) => stream.close());
   });
   window.addEventListener("pageshow", (event) => {
     if (event.persisted) wireAll(document);
