@@ -17,6 +17,7 @@ from typing import Any
 import httpx2
 from django.conf import settings
 
+DEMO_MODEL = "demo"
 TOKEN = re.compile(r"\s*\S+|\s+")
 
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
-from chat import provider
+from chat import provider, titles
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.middleware import request_id_var
 from chat.models import Conversation, Generation, Message
@@ -119,6 +119,8 @@ async def run(generation_id: Any) -> None:
     else:
         answer.failure = Failure("timeout", "The answer took too long and was stopped.")
     await _finish(generation, answer)
+    if answer.failure is None and answer.finish_reason != "cancelled":
+        await titles.title_after_first_answer(generation.conversation_id)
 
 
 async def _relay(generation: Generation, answer: Answer) -> None:

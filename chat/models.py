@@ -17,6 +17,9 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True)
+    auto_title = models.BooleanField(
+        default=True, help_text="The title is ours to set; false once the user names it."
+    )
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -100,6 +103,9 @@ class Generation(models.Model):
     request = models.JSONField(help_text="The body sent to the model: model, messages, options.")
     event_sizes = models.JSONField(default=list, blank=True)
     last_event_id = models.PositiveIntegerField(null=True, blank=True)
+    regenerated = models.BooleanField(
+        default=False, help_text="Asked for anew by the user: never answered from the cache."
+    )
     cached = models.BooleanField(default=False)
     request_id = models.CharField(max_length=64, blank=True)
     process = models.CharField(

@@ -18,7 +18,7 @@ import httpx2
 import openai
 from django.conf import settings
 
-from chat.demo import DemoTransport
+from chat.demo import DEMO_MODEL, DemoTransport
 
 logger = logging.getLogger(__name__)
 
@@ -42,27 +42,28 @@ _clients: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
-def get_client() -> openai.AsyncOpenAI:
-    """Return this event loop's SDK client for the configured upstream."""
+def get_client(model: str) -> openai.AsyncOpenAI:
+    """Return this event loop's SDK client for the endpoint that serves `model`."""
+    endpoint = settings.CHAT_MODEL_ENDPOINTS.get(model, {})
     key = (
-        settings.CHAT_DEMO,
-        settings.OPENAI_BASE_URL,
-        settings.OPENAI_API_KEY,
+        model == DEMO_MODEL,
+        endpoint.get("base_url") or settings.OPENAI_BASE_URL,
+        endpoint.get("api_key") or settings.OPENAI_API_KEY,
         settings.CHAT_UPSTREAM_READ_TIMEOUT,
         settings.CHAT_UPSTREAM_CONNECT_TIMEOUT,
         settings.CHAT_UPSTREAM_MAX_RETRIES,
     )
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     if key not in per_loop:
-        per_loop[key] = _make_client()
+        per_loop[key] = _make_client(*key[:3])
     return per_loop[key]
 
 
-def _make_client() -> openai.AsyncOpenAI:
+def _make_client(demo: bool, base_url: str, api_key: str) -> openai.AsyncOpenAI:
     timeout = httpx2.Timeout(
         settings.CHAT_UPSTREAM_READ_TIMEOUT, connect=settings.CHAT_UPSTREAM_CONNECT_TIMEOUT
     )
-    if settings.CHAT_DEMO:
+    if demo:
         return openai.AsyncOpenAI(
             api_key="offline-demo",
             base_url="http://demo.invalid/v1",
@@ -73,8 +74,8 @@ def _make_client() -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         # A local OpenAI-compatible server (Ollama, vLLM ...) may need no key, but the
         # SDK insists on one.
-        api_key=settings.OPENAI_API_KEY or "not-needed",
-        base_url=settings.OPENAI_BASE_URL or None,
+        api_key=api_key or "not-needed",
+        base_url=base_url or None,
         max_retries=settings.CHAT_UPSTREAM_MAX_RETRIES,
         timeout=timeout,
     )
@@ -85,7 +86,7 @@ async def stream_chat(request: dict[str, Any]) -> AsyncIterator[str | Finish]:
     reason = ""
     usage = None
     try:
-        stream = await get_client().chat.completions.create(
+        stream = await get_client(request["model"]).chat.completions.create(
             **request, stream=True, stream_options={"include_usage": True}
         )
         async with stream:
@@ -116,6 +117,15 @@ async def stream_chat(request: dict[str, Any]) -> AsyncIterator[str | Finish]:
             "upstream_incomplete", "The model's answer ended before it was finished."
         )
     yield Finish(reason, usage)
+
+
+async def complete(request: dict[str, Any]) -> str:
+    """Return the whole text of a short, non-streamed Chat Completions answer."""
+    try:
+        completion = await get_client(request["model"]).chat.completions.create(**request)
+    except openai.APIError as exc:
+        raise _provider_error(exc) from exc
+    return clean_text(completion.choices[0].message.content or "") if completion.choices else ""
 
 
 def clean_text(text: str) -> str:

@@ -9,8 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from chat.models import Conversation, Generation, Message
-
-TITLE_LENGTH = 60
+from chat.titles import shortened
 
 
 class ConversationBusy(Exception):
@@ -23,9 +22,14 @@ async def conversation_create(
     return await Conversation.objects.acreate(
         owner=owner,
         title=title,
+        auto_title=not title,
         model=model or settings.CHAT_MODEL,
         system_prompt=system_prompt,
     )
+
+
+class NothingToAnswer(Exception):
+    """The conversation has no message of the user's to answer."""
 
 
 async def message_post(
@@ -35,35 +39,75 @@ async def message_post(
     return await sync_to_async(_message_post)(conversation.pk, content, request_id)
 
 
+async def answer_again(
+    *, conversation: Conversation, content: str | None = None, request_id: str = ""
+) -> tuple[Message, Generation]:
+    """Answer the user's last message anew (regenerate), its text replaced if given (edit).
+
+    The answers after that message are deleted: the conversation goes on from the new one.
+    """
+    return await sync_to_async(_answer_again)(conversation.pk, content, request_id)
+
+
+async def conversation_rename(*, conversation: Conversation, title: str) -> None:
+    conversation.title = title
+    conversation.auto_title = False
+    await conversation.asave(update_fields=["title", "auto_title", "updated_at"])
+
+
 def _message_post(
     conversation_id: Any, content: str, request_id: str
 ) -> tuple[Message, Generation]:
     with transaction.atomic():
-        # The row lock serialises two posts to one conversation (PostgreSQL); SQLite's
-        # IMMEDIATE transactions serialise them already.
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-            raise ConversationBusy
+        conversation = _lock_idle(conversation_id)
         question = Message.objects.create(
             conversation=conversation, role=Message.Role.USER, content=content
         )
-        answer = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-        )
         if not conversation.title:
-            conversation.title = _title_from(content)
-        conversation.save(update_fields=["title", "updated_at"])
-        generation = Generation.objects.create(
-            message=answer,
-            conversation=conversation,
-            model=conversation.model,
-            request=build_request(conversation),
-            request_id=request_id,
-            process=this_process(),
-        )
-        return question, generation
+            conversation.title = shortened(content)
+        return question, _start_answer(conversation, request_id, regenerated=False)
+
+
+def _answer_again(
+    conversation_id: Any, content: str | None, request_id: str
+) -> tuple[Message, Generation]:
+    with transaction.atomic():
+        conversation = _lock_idle(conversation_id)
+        question = conversation.messages.filter(role=Message.Role.USER).last()
+        if question is None:
+            raise NothingToAnswer
+        if content is not None:
+            question.content = content
+            question.save(update_fields=["content", "updated_at"])
+        conversation.messages.filter(created_at__gt=question.created_at).delete()
+        return question, _start_answer(conversation, request_id, regenerated=True)
+
+
+def _lock_idle(conversation_id: Any) -> Conversation:
+    # The row lock serialises two posts to one conversation (PostgreSQL); SQLite's
+    # IMMEDIATE transactions serialise them already.
+    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+        raise ConversationBusy
+    return conversation
+
+
+def _start_answer(conversation: Conversation, request_id: str, *, regenerated: bool) -> Generation:
+    answer = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+    )
+    conversation.save(update_fields=["title", "updated_at"])
+    return Generation.objects.create(
+        message=answer,
+        conversation=conversation,
+        model=conversation.model,
+        request=build_request(conversation),
+        regenerated=regenerated,
+        request_id=request_id,
+        process=this_process(),
+    )
 
 
 def this_process() -> str:
@@ -78,10 +122,3 @@ def build_request(conversation: Conversation) -> dict[str, Any]:
     for role, content in conversation.messages.exclude(content="").values_list("role", "content"):
         messages.append({"role": role, "content": content})
     return {"model": conversation.model, "messages": messages}
-
-
-def _title_from(content: str) -> str:
-    line = " ".join(content.split())
-    if len(line) <= TITLE_LENGTH:
-        return line
-    return line[: TITLE_LENGTH - 1].rsplit(" ", 1)[0] + "…"

@@ -6,6 +6,7 @@ Every value has a safe local default so that `make run` works on a bare machine
 the real parts are switched on by environment variables alone. README.md lists them.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -191,13 +192,52 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-# The model. OPENAI_API_KEY and OPENAI_BASE_URL are the SDK's own variables; with
-# neither set the site answers with the offline demo model, through the same SDK.
+# The models. OPENAI_API_KEY and OPENAI_BASE_URL are the SDK's own variables; with
+# neither set the site answers with the offline "demo" model, through the same SDK.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 CHAT_DEMO = not (OPENAI_API_KEY or OPENAI_BASE_URL)
+
+
+def env_models(name: str, default: str) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Read the models a conversation may use: names, and each one's own endpoint.
+
+    Either a comma-separated list of names served by OPENAI_BASE_URL, or a JSON list
+    whose entries are names or objects {"name", "label"?, "base_url"?, "api_key_env"?}
+    (api_key_env names the environment variable that holds that endpoint's key).
+    """
+    raw = env_str(name).strip() or default
+    if not raw.startswith("["):
+        return [item.strip() for item in raw.split(",") if item.strip()], {}
+    try:
+        entries = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    names, endpoints = [], {}
+    for entry in entries if isinstance(entries, list) else [None]:
+        spec = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ImproperlyConfigured(f"{name}: each entry needs a name, not {entry!r}")
+        unknown = set(spec) - {"name", "label", "base_url", "api_key_env"}
+        if unknown:
+            raise ImproperlyConfigured(f"{name}: unknown keys {sorted(unknown)} in {spec}")
+        endpoint = {"label": spec.get("label", spec["name"]), "base_url": spec.get("base_url", "")}
+        if spec.get("api_key_env"):
+            if spec["api_key_env"] not in os.environ:
+                raise ImproperlyConfigured(
+                    f"{name}: model {spec['name']!r} reads its key from "
+                    f"{spec['api_key_env']}, which is not set"
+                )
+            endpoint["api_key"] = os.environ[spec["api_key_env"]]
+        names.append(spec["name"])
+        endpoints[spec["name"]] = endpoint
+    return names, endpoints
+
+
 CHAT_MODEL = env_str("CHAT_MODEL", "demo" if CHAT_DEMO else "gpt-4o-mini")
-CHAT_MODELS = env_list("CHAT_MODELS") or [CHAT_MODEL]
+CHAT_MODELS, CHAT_MODEL_ENDPOINTS = env_models("CHAT_MODELS", CHAT_MODEL)
+if not CHAT_MODELS:
+    raise ImproperlyConfigured("CHAT_MODELS names no model")
 if CHAT_MODEL not in CHAT_MODELS:
     raise ImproperlyConfigured(f"CHAT_MODEL {CHAT_MODEL!r} is not one of CHAT_MODELS {CHAT_MODELS}")
 CHAT_DEMO_TOKEN_DELAY = env_number("CHAT_DEMO_TOKEN_DELAY", 0.03, minimum=0.0)

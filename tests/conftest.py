@@ -86,8 +86,11 @@ def session_cookie(user: User) -> str:
 
 
 @pytest.fixture
-async def api(alice: User) -> AsyncIterator[AsgiClient]:
-    """Alice's client on the real ASGI application; her answers finish before teardown."""
+async def api(alice: User, settings) -> AsyncIterator[AsgiClient]:
+    """Alice's client on the real ASGI application; her answers finish before teardown.
+
+    It takes `settings` so that the tests' settings are restored only after that.
+    """
     yield AsgiClient(await sync_to_async(session_cookie)(alice))
     await asyncio.wait_for(generation.wait_all(), 10)
     # The test's own async ORM calls ran on asgiref's shared thread: close its connection.

@@ -77,7 +77,7 @@ async def test_it_sends_the_conversation_and_model_upstream(api, upstream):
     )
     await read_events(await stream(api, await response.json()))
 
-    sent = upstream.requests[-1]
+    sent = upstream.requests[0]
     assert sent["headers"]["authorization"] == "Bearer sk-test-key"
     assert sent["body"]["model"] == "gpt-other"
     assert sent["body"]["stream"] is True
@@ -158,6 +158,7 @@ async def test_it_replays_after_last_event_id_then_continues_live(api, upstream)
 
 async def test_it_accepts_the_last_event_id_as_a_query_parameter(api, upstream):
     posted = await ask(api, "one two three")
+    await read_events(await stream(api, posted))
     url = posted["generation"]["stream_url"] + "?last_event_id=2"
 
     events = await read_events(await api.get(url))

@@ -8,6 +8,7 @@ urlpatterns = [
     path("conversations/", api.conversations, name="conversations"),
     path("conversations/<uuid:pk>/", api.conversation, name="conversation"),
     path("conversations/<uuid:pk>/messages/", api.messages, name="messages"),
+    path("conversations/<uuid:pk>/regenerate", api.regenerate, name="regenerate"),
     path("generations/<uuid:pk>/stream", stream.generation_stream, name="generation-stream"),
     path("generations/<uuid:pk>/cancel", api.generation_cancel, name="generation-cancel"),
 ]

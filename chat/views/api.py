@@ -1,5 +1,7 @@
 """The JSON API: conversations, messages and cancelling generations."""
 
+from collections.abc import Awaitable
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -36,7 +38,7 @@ async def _conversation_create(request: HttpRequest, user: object) -> HttpRespon
     return JsonResponse(conversation_dict(conversation), status=201)
 
 
-@api_view("GET", "DELETE")
+@api_view("GET", "PATCH", "DELETE")
 async def conversation(request: HttpRequest, pk: str) -> HttpResponse:
     user = await request.auser()
     try:
@@ -50,6 +52,10 @@ async def conversation(request: HttpRequest, pk: str) -> HttpResponse:
             await generations.cancel(running)
         await found.adelete()
         return HttpResponse(status=204)
+    if request.method == "PATCH":
+        title = text_field(json_body(request), "title", max_length=200, required=True)
+        await services.conversation_rename(conversation=found, title=title.strip())
+        return JsonResponse(conversation_dict(found))
     data = conversation_dict(found)
     data["messages"] = [message_dict(m) async for m in found.messages.all()]
     return JsonResponse(data)
@@ -62,15 +68,45 @@ async def messages(request: HttpRequest, pk: str) -> HttpResponse:
         found = await Conversation.objects.owned_by(user).aget(pk=pk)
     except Conversation.DoesNotExist:
         return json_error(404, "not_found", "No such conversation.")
-    content = text_field(
-        json_body(request), "content", max_length=settings.CHAT_MAX_MESSAGE_CHARS, required=True
+    content = _content(json_body(request), required=True)
+    return await _answer(
+        request,
+        services.message_post(conversation=found, content=content, request_id=request_id_var.get()),
     )
+
+
+@api_view("POST")
+async def regenerate(request: HttpRequest, pk: str) -> HttpResponse:
+    """Answer the last user message anew; with "content", edit that message first."""
+    user = await request.auser()
     try:
-        question, generation = await services.message_post(
-            conversation=found, content=content, request_id=request_id_var.get()
-        )
+        found = await Conversation.objects.owned_by(user).aget(pk=pk)
+    except Conversation.DoesNotExist:
+        return json_error(404, "not_found", "No such conversation.")
+    data = json_body(request)
+    content = _content(data, required=True) if "content" in data else None
+    return await _answer(
+        request,
+        services.answer_again(conversation=found, content=content, request_id=request_id_var.get()),
+    )
+
+
+def _content(data: dict[str, object], *, required: bool) -> str:
+    return text_field(
+        data, "content", max_length=settings.CHAT_MAX_MESSAGE_CHARS, required=required
+    )
+
+
+async def _answer(
+    request: HttpRequest, posting: Awaitable[tuple[Message, Generation]]
+) -> HttpResponse:
+    """Start the answer a posting creates; return its stream, or where to find it."""
+    try:
+        question, generation = await posting
     except services.ConversationBusy:
         return json_error(409, "busy", "Wait for the current answer to finish, or stop it.")
+    except services.NothingToAnswer:
+        return json_error(409, "nothing_to_answer", "This conversation has no message to answer.")
     await generations.start(generation)
     if accepts_event_stream(request):
         return await event_stream_response(generation, after=0)

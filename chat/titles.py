@@ -1,0 +1,74 @@
+"""A conversation's title, written by the model after the first exchange."""
+
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from chat import provider
+from chat.demo import DEMO_MODEL
+from chat.models import Conversation, Message
+from chat.provider import ProviderError
+
+logger = logging.getLogger(__name__)
+
+TITLE_LENGTH = 60
+INSTRUCTION = (
+    "Write a title of three to six words for this conversation. "
+    "Answer with the title only: no quotes, no final punctuation."
+)
+
+
+async def title_after_first_answer(conversation_id: Any) -> None:
+    """Ask the model for a title once the first answer is complete; keep ours on failure."""
+    exchange = await sync_to_async(_first_exchange)(conversation_id)
+    if exchange is None:
+        return
+    model, question, answer = exchange
+    request = {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": INSTRUCTION},
+            {"role": "user", "content": question[:2000]},
+            {"role": "assistant", "content": answer[:2000]},
+            {"role": "user", "content": "Title?"},
+        ],
+        "max_tokens": 20,
+    }
+    try:
+        title = clean_title(await provider.complete(request))
+    except ProviderError as exc:
+        logger.info("no title from the model: %s", exc.code)
+        return
+    if title:
+        # Only while the title is still ours: the user may have renamed it meanwhile.
+        await Conversation.objects.filter(pk=conversation_id, auto_title=True).aupdate(title=title)
+
+
+def _first_exchange(conversation_id: Any) -> tuple[str, str, str] | None:
+    try:
+        conversation = Conversation.objects.get(pk=conversation_id)
+        messages = list(conversation.messages.values_list("role", "status", "content")[:3])
+    finally:
+        close_old_connections()
+    # The demo model cannot summarise: it keeps the title taken from the first message.
+    if not conversation.auto_title or conversation.model == DEMO_MODEL or len(messages) != 2:
+        return None
+    (_, _, question), (role, status, answer) = messages
+    if role != Message.Role.ASSISTANT or status != Message.Status.COMPLETE:
+        return None
+    return conversation.model, question, answer
+
+
+def clean_title(text: str) -> str:
+    """Return a model's title as one plain line of at most TITLE_LENGTH characters."""
+    return shortened(text).strip(" \"'`*#.:")
+
+
+def shortened(text: str) -> str:
+    """Return text as one line of at most TITLE_LENGTH characters, cut at a word."""
+    line = " ".join(text.split())
+    if len(line) <= TITLE_LENGTH:
+        return line
+    return line[: TITLE_LENGTH - 1].rsplit(" ", 1)[0] + "…"
