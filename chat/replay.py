@@ -60,6 +60,19 @@ def stored_events(generation: Generation, after: int) -> list[Event]:
     return events
 
 
+async def text_before(generation: Generation, after: int) -> str | None:
+    """Return the answer's text up to event `after`, or None if it cannot be known."""
+    if after == 0:
+        return ""
+    if generation.is_finished:
+        return generation.message.content[: sum(generation.event_sizes[:after])]
+    try:
+        logged = await get_event_log().events(str(generation.pk))
+    except (UnknownGeneration, EventLogUnavailable):
+        return None
+    return "".join(e.data["content"] for e in logged if e.kind == "delta" and e.id <= after)
+
+
 async def events_after(generation: Generation, after: int) -> AsyncIterator[Event]:
     """Yield the generation's events after `after` until its terminal event."""
     position = after

@@ -15,19 +15,22 @@ PING = b": ping\n\n"
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    id: int
-    kind: str  # "delta", "done" or "error"
+    id: int | None  # None for an event outside the numbered log (a rendered block)
+    kind: str  # "delta", "done", "error"; "block" in rendered streams
     data: dict[str, Any]
 
     @property
     def is_terminal(self) -> bool:
-        return self.kind != "delta"
+        return self.kind in ("done", "error")
 
 
 def encode(event: Event) -> bytes:
     """Encode an event as one SSE frame: id, event name, a single line of JSON data."""
     # JSON escapes every line break, so the data is always exactly one line.
     data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    if event.id is None:
+        # Without an id line the client's last event id stays that of the last delta.
+        return f"event: {event.kind}\ndata: {data}\n\n".encode()
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 

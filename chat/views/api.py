@@ -109,7 +109,7 @@ async def _answer(
         return json_error(409, "nothing_to_answer", "This conversation has no message to answer.")
     await generations.start(generation)
     if accepts_event_stream(request):
-        return await event_stream_response(generation, after=0)
+        return await event_stream_response(generation)
     return JsonResponse(
         {"message": message_dict(question), "generation": generation_dict(generation)},
         status=202,

@@ -11,9 +11,10 @@ from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from chat import sse
+from chat.blocks import with_blocks
 from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.models import Generation
-from chat.replay import events_after
+from chat.replay import events_after, text_before
 from chat.views.responses import BadRequest, api_view, json_error
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,10 @@ async def generation_stream(request: HttpRequest, pk: str) -> HttpResponse:
             return response
         if produced is not None and after > produced:
             raise BadRequest("bad_last_event_id", "Last-Event-ID is past the end of this stream.")
-    return await event_stream_response(generation, after=after)
+    events = events_after(generation, after)
+    if request.GET.get("render") == "blocks":
+        events = with_blocks(events, await text_before(generation, after))
+    return await event_stream_response(generation, events)
 
 
 def last_event_id(request: HttpRequest) -> int:
@@ -62,13 +66,15 @@ def accepts_event_stream(request: HttpRequest) -> bool:
     return "text/event-stream" in request.headers.get("Accept", "")
 
 
-async def event_stream_response(generation: Generation, *, after: int) -> StreamingHttpResponse:
-    """Stream a generation's events after `after` as SSE, with heartbeats."""
+async def event_stream_response(
+    generation: Generation, events: AsyncIterator[sse.Event] | None = None
+) -> StreamingHttpResponse:
+    """Stream a generation's events (by default all of them) as SSE, with heartbeats."""
     # The stream reads only the event log: give the request's database connection
     # back now rather than holding it for the life of the stream.
     await sync_to_async(close_old_connections)()
     response = StreamingHttpResponse(
-        _frames(str(generation.pk), events_after(generation, after)),
+        _frames(str(generation.pk), events or events_after(generation, 0)),
         content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-cache, no-transform"
