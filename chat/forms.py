@@ -7,9 +7,21 @@ from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 from django.core.validators import MaxLengthValidator
 
+from chat.demo import DEMO_MODEL
+
+DEMO_LABEL = "Offline demo model"
+
+
+def model_label(name: str) -> str:
+    """Return how a model is shown: its configured label, or its name."""
+    if name == DEMO_MODEL:
+        return DEMO_LABEL
+    endpoint = settings.CHAT_MODEL_ENDPOINTS.get(name) or {}
+    return endpoint.get("label") or name
+
 
 def _model_choices() -> list[tuple[str, str]]:
-    return [(model, model) for model in settings.CHAT_MODELS]
+    return [(model, model_label(model)) for model in settings.CHAT_MODELS]
 
 
 class MessageForm(forms.Form):
@@ -40,16 +52,34 @@ class MessageForm(forms.Form):
 
 
 class NewConversationForm(MessageForm):
-    """The first message of a new conversation, and the model to answer it."""
+    """The first message of a new conversation, the model to answer it, and its instructions."""
 
     model = forms.ChoiceField(choices=_model_choices, required=False)
+    system_prompt = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="System prompt",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["model"].initial = settings.CHAT_MODEL
+        limit = settings.CHAT_MAX_MESSAGE_CHARS
+        self.fields["system_prompt"].validators.append(
+            MaxLengthValidator(
+                limit, message=f"The system prompt is too long: at most {limit:,} characters."
+            )
+        )
 
     def clean_model(self) -> str:
         return self.cleaned_data["model"] or settings.CHAT_MODEL
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(
+        max_length=200,
+        error_messages={"required": "A title cannot be empty."},
+    )
 
 
 class SignupForm(UserCreationForm):  # type: ignore[type-arg]

@@ -30,6 +30,7 @@ def server_env(fake_openai) -> dict[str, str]:
         "CHAT_UPSTREAM_MAX_RETRIES": "0",
         "CHAT_LIVENESS_INTERVAL": "0.2",
         "CHAT_SWEEP_INTERVAL": "0",
+        "CHAT_CACHE_TTL": "0",  # every answer comes from the model: these tests stream
         "LOG_LEVEL": "WARNING",
     }
 

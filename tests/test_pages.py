@@ -5,6 +5,8 @@ ann's conversations.
 """
 
 import asyncio
+import datetime
+import json
 import re
 
 import pytest
@@ -13,8 +15,10 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.test import AsyncClient, Client
 from django.urls import reverse
+from django.utils import timezone
 
-from chat import generation
+from chat import generation, services
+from chat.limits import LimitExceeded
 from chat.models import Conversation, Generation, Message
 
 HTMX = {"HX-Request": "true"}
@@ -82,6 +86,11 @@ def streaming_answer(conversation: Conversation, content: str = "") -> Message:
 
 def html_of(response) -> str:
     return response.content.decode()
+
+
+def without_csrf(html: str) -> str:
+    """Return html with each form's CSRF token blanked: the token is masked anew per render."""
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', 'name="csrfmiddlewaretoken"', html)
 
 
 # Logging in and owning
@@ -237,7 +246,7 @@ def test_it_serves_one_message_as_the_page_renders_it(client_ann, ann):
     )
     assert "<em>fine</em>" in fragment
     assert "<html" not in fragment
-    assert fragment in page
+    assert without_csrf(fragment) in without_csrf(page)
 
 
 # The badge and the model choice
@@ -402,3 +411,502 @@ async def test_it_refuses_a_message_while_the_answer_still_streams(async_ann, an
     assert response.status_code == 409
     assert "Wait for the current answer to finish, or stop it." in response.content.decode()
     assert await conversation.messages.acount() == 2
+
+
+# The sidebar: day groups, search
+
+
+def age(conversation: Conversation, **delta) -> None:
+    Conversation.objects.filter(pk=conversation.pk).update(
+        updated_at=timezone.now() - datetime.timedelta(**delta)
+    )
+
+
+def sidebar_groups(html: str) -> list[tuple[str, list[str]]]:
+    """Return the sidebar's day groups as (heading, [titles])."""
+    nav = re.search(r'<div id="convs".*?</div>\s*<div class="sidebar__foot">', html, re.S).group(0)
+    parts = re.split(r'<h2 class="sidebar__label"[^>]*>([^<]+)</h2>', nav)[1:]
+    return [
+        (heading, re.findall(r'<a class="convs__link[^"]*"[^>]*>([^<]*)</a>', items))
+        for heading, items in zip(parts[::2], parts[1::2], strict=True)
+    ]
+
+
+def test_it_groups_the_sidebar_by_day_newest_first(client_ann, ann):
+    for title, delta in [
+        ("Long ago", {"days": 40}),
+        ("Last week", {"days": 5}),
+        ("Yesterday's", {"days": 1}),
+        ("Earlier today", {"minutes": 5}),
+    ]:
+        age(make_conversation(ann, title=title), **delta)
+    current = make_conversation(ann, title="Just now")
+
+    html = html_of(client_ann.get(current.get_absolute_url()))
+
+    assert sidebar_groups(html) == [
+        ("Today", ["Just now", "Earlier today"]),
+        ("Yesterday", ["Yesterday&#x27;s"]),
+        ("Previous 7 days", ["Last week"]),
+        ("Older", ["Long ago"]),
+    ]
+
+
+def test_it_searches_titles_and_message_text_without_javascript(client_ann, ann, ben):
+    make_conversation(ann, title="Tide tables")
+    make_conversation(ann, {"role": "assistant", "content": "The moon pulls the TIDES."}, title="Q")
+    make_conversation(ann, {"role": "user", "content": "pancakes"}, title="Breakfast")
+    make_conversation(ben, {"role": "user", "content": "tides"}, title="Ben's tides")
+
+    html = html_of(client_ann.get(reverse("chat:home"), {"q": "  tide "}))
+
+    assert sidebar_groups(html) == [("Today", ["Q", "Tide tables"])]
+    assert re.search(r'<form class="search" role="search" method="get" action="/"', html)
+    assert (
+        '<input id="sidebar-search" class="search__input" type="search" name="q" value="tide"'
+        in html
+    )
+    assert (
+        '<label for="sidebar-search" class="visually-hidden">Search conversations</label>' in html
+    )
+
+
+def test_it_says_when_nothing_matches(client_ann, ann):
+    make_conversation(ann, title="Tides")
+
+    html = html_of(client_ann.get(reverse("chat:sidebar"), {"q": "<volcano>"}, headers=HTMX))
+
+    assert html.strip().startswith('<div id="convs"')
+    assert "No chat matches “&lt;volcano&gt;”." in html
+
+
+def test_it_serves_the_list_alone_for_htmx_with_the_current_one_marked(client_ann, ann):
+    current = make_conversation(ann, title="Mine")
+    make_conversation(ann, title="Other")
+
+    html = html_of(client_ann.get(reverse("chat:sidebar"), {"current": str(current.pk)}))
+
+    assert "<html" not in html and "sidebar__foot" not in html
+    link = re.search(r'<a class="convs__link is-current"[^>]*>([^<]*)</a>', html)
+    assert link is not None and link.group(1) == "Mine"
+    assert html.count("is-current") == 1
+
+
+def test_it_reads_the_sidebar_in_one_query(client_ann, ann, django_assert_num_queries):
+    for n in range(5):
+        make_conversation(ann, {"role": "user", "content": "x"}, title=f"t{n}")
+
+    # Session, user, the list.
+    with django_assert_num_queries(3):
+        response = client_ann.get(reverse("chat:sidebar"), {"q": "x"})
+
+    assert response.status_code == 200
+
+
+def test_it_marks_the_new_chat_shortcut(client_ann):
+    html = html_of(client_ann.get(reverse("chat:home")))
+
+    assert 'data-new-chat title="New chat (Ctrl+Shift+O)"' in html
+    assert 'aria-keyshortcuts="Control+Shift+O Meta+Shift+O"' in html
+
+
+# Renaming and deleting
+
+
+def test_it_renames_without_javascript(client_ann, ann):
+    conversation = make_conversation(ann, title="Old")
+
+    response = client_ann.post(reverse("chat:rename", args=[conversation.pk]), {"title": "New"})
+
+    assert response.status_code == 302
+    assert response["Location"] == conversation.get_absolute_url()
+    conversation.refresh_from_db()
+    assert (conversation.title, conversation.auto_title) == ("New", False)
+
+
+def test_it_renames_in_place_with_htmx_and_updates_the_page_title(client_ann, ann):
+    conversation = make_conversation(ann, title="Old")
+    url = reverse("chat:rename", args=[conversation.pk])
+
+    response = client_ann.post(
+        url, {"title": "Fresh <title>", "current": str(conversation.pk)}, headers=HTMX
+    )
+
+    html = html_of(response)
+    assert response.status_code == 200
+    assert html.strip().startswith('<div id="convs"')
+    assert "Fresh &lt;title&gt;</a>" in html
+    assert (
+        '<h1 id="topbar-title" class="topbar__title" hx-swap-oob="true">Fresh &lt;title&gt;</h1>'
+        in html
+    )
+    elsewhere = client_ann.post(url, {"title": "Again", "current": ""}, headers=HTMX)
+    assert "hx-swap-oob" not in html_of(elsewhere)
+
+
+def test_it_offers_an_inline_rename_form_for_each_conversation(client_ann, ann):
+    conversation = make_conversation(ann, title="Plans")
+
+    html = html_of(client_ann.get(conversation.get_absolute_url()))
+
+    url = reverse("chat:rename", args=[conversation.pk])
+    assert f'<form class="rename" method="post" action="{url}"' in html
+    assert f'hx-post="{url}" hx-target="#convs" hx-swap="outerHTML"' in html
+    assert f'<label for="rename-{conversation.pk}" class="rename__label">Rename</label>' in html
+    assert 'name="title" value="Plans" maxlength="200" required' in html
+
+
+def test_it_refuses_an_empty_title(client_ann, ann):
+    conversation = make_conversation(ann, title="Keep")
+    url = reverse("chat:rename", args=[conversation.pk])
+
+    htmx = client_ann.post(url, {"title": "  "}, headers=HTMX)
+    plain = client_ann.post(url, {"title": ""}, follow=True)
+
+    assert htmx.status_code == 422
+    assert "A title cannot be empty" in html_of(plain)
+    conversation.refresh_from_db()
+    assert conversation.title == "Keep"
+
+
+def test_it_asks_before_deleting(client_ann, ann):
+    conversation = make_conversation(ann, title="Doomed <b>")
+
+    html = html_of(client_ann.get(reverse("chat:delete", args=[conversation.pk])))
+
+    assert "Delete “Doomed &lt;b&gt;”?" in html
+    assert f'<form method="post" action="{reverse("chat:delete", args=[conversation.pk])}"' in html
+    assert f'<a class="btn" href="{conversation.get_absolute_url()}">Cancel</a>' in html
+    assert Conversation.objects.filter(pk=conversation.pk).exists()
+
+
+def test_it_deletes_and_says_so(client_ann, ann):
+    conversation = make_conversation(ann, {"role": "user", "content": "x"}, title="Doomed")
+
+    response = client_ann.post(reverse("chat:delete", args=[conversation.pk]), follow=True)
+
+    assert response.redirect_chain == [(reverse("chat:home"), 302)]
+    assert "Deleted “Doomed”." in html_of(response)
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "name"),
+    [
+        ("post", "chat:rename"),
+        ("get", "chat:delete"),
+        ("post", "chat:delete"),
+        ("post", "chat:regenerate"),
+        ("post", "chat:edit"),
+        ("get", "chat:export-markdown"),
+        ("get", "chat:export-json"),
+    ],
+)
+def test_it_keeps_other_users_away_from_a_conversation(client_ann, ben, method, name):
+    theirs = make_conversation(ben, {"role": "user", "content": "ben's"}, title="Ben's")
+
+    response = getattr(client_ann, method)(
+        reverse(name, args=[theirs.pk]), {"title": "x", "content": "x"}
+    )
+
+    assert response.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.title == "Ben's"
+    assert list(theirs.messages.values_list("content", flat=True)) == ["ben's"]
+
+
+# Answering again: regenerate, retry, edit
+
+
+def answered(owner: User, answer: dict | None = None) -> Conversation:
+    return make_conversation(
+        owner,
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "one"},
+        {"role": "user", "content": "second"},
+        {"role": "assistant", "content": "two", **(answer or {})},
+    )
+
+
+def test_it_offers_regenerate_and_edit_on_the_last_exchange_only(client_ann, ann):
+    conversation = answered(ann)
+
+    html = html_of(client_ann.get(conversation.get_absolute_url()))
+
+    assert html.count('class="msg__edit"') == 1
+    assert html.index('class="msg__edit"') > html.index(">second</div>")
+    assert html.count("data-regenerate") == 1
+    assert html.index("data-regenerate") > html.index("<p>two</p>")
+    assert f'action="{reverse("chat:regenerate", args=[conversation.pk])}"' in html
+    assert "Regenerate" in html and "Retry" not in html
+
+
+def test_it_offers_retry_on_a_failed_answer(client_ann, ann):
+    failed = {"status": "error", "error_code": "upstream_error", "error_message": "Boom."}
+    conversation = answered(ann, failed)
+
+    html = html_of(client_ann.get(conversation.get_absolute_url()))
+
+    error = html.index("Boom.")
+    assert html.index("msg__btn--retry", error) > error
+    assert re.search(r"data-regenerate>\s*<svg.*?</svg>\s*Retry\s*</button>", html, re.S)
+
+
+def test_it_puts_a_copy_button_and_the_markdown_on_each_answer(client_ann, ann):
+    conversation = make_conversation(
+        ann, {"role": "assistant", "content": "**hi** <script>alert(1)</script>"}
+    )
+
+    html = html_of(client_ann.get(conversation.get_absolute_url()))
+
+    assert 'data-copy-answer aria-label="Copy answer"' in html
+    assert "<template data-markdown>**hi** &lt;script&gt;alert(1)&lt;/script&gt;</template>" in html
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_regenerates_the_last_answer(async_ann, ann):
+    conversation = await sync_to_async(answered)(ann)
+
+    response = await async_ann.post(reverse("chat:regenerate", args=[conversation.pk]))
+
+    assert response.status_code == 302
+    await generation.wait_all()
+    contents = [m.content async for m in conversation.messages.all()]
+    assert contents[:3] == ["first", "one", "second"]
+    assert len(contents) == 4 and "> second" in contents[3]
+    started = await Generation.objects.aget(conversation=conversation)
+    assert started.regenerated  # so it bypasses the response cache
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_returns_the_new_transcript_to_htmx(async_ann, ann):
+    conversation = await sync_to_async(answered)(ann)
+
+    response = await async_ann.post(
+        reverse("chat:regenerate", args=[conversation.pk]), headers=HTMX
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in html
+    assert html.count('class="msg msg--') == 4
+    assert "<p>two</p>" not in html
+    assert "msg--streaming" in html and "data-stream-url" in html
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_edits_the_last_message_and_answers_it_again(async_ann, ann):
+    conversation = await sync_to_async(answered)(ann)
+
+    response = await async_ann.post(
+        reverse("chat:edit", args=[conversation.pk]), {"content": "second, better"}
+    )
+
+    assert response.status_code == 302
+    await generation.wait_all()
+    contents = [m.content async for m in conversation.messages.all()]
+    assert contents[:3] == ["first", "one", "second, better"]
+    assert "> second, better" in contents[3]
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_refuses_an_empty_edit(async_ann, ann):
+    conversation = await sync_to_async(answered)(ann)
+
+    response = await async_ann.post(
+        reverse("chat:edit", args=[conversation.pk]), {"content": " "}, headers=HTMX
+    )
+
+    assert response.status_code == 422
+    assert "Write a message first." in response.content.decode()
+    assert await conversation.messages.acount() == 4
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_refuses_to_regenerate_while_an_answer_streams(async_ann, ann):
+    conversation = await sync_to_async(make_conversation)(ann, {"role": "user", "content": "q"})
+    await sync_to_async(streaming_answer)(conversation)
+
+    response = await async_ann.post(
+        reverse("chat:regenerate", args=[conversation.pk]), headers=HTMX
+    )
+
+    assert response.status_code == 409
+    assert "Wait for the current answer to finish" in response.content.decode()
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_says_when_there_is_nothing_to_answer(async_ann, ann):
+    conversation = await sync_to_async(make_conversation)(ann)
+
+    response = await async_ann.post(reverse("chat:regenerate", args=[conversation.pk]))
+
+    assert response.status_code == 409
+    assert "no message of yours to answer" in response.content.decode()
+
+
+# Limits
+
+
+async def over_the_limit(*args, **kwargs):
+    raise LimitExceeded("messages_per_minute", "You are sending messages too fast.", 42)
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("htmx", [True, False])
+async def test_it_shows_a_limit_in_the_composer(async_ann, ann, monkeypatch, htmx):
+    monkeypatch.setattr(services, "message_post", over_the_limit)
+    conversation = await sync_to_async(make_conversation)(ann)
+    url = reverse("chat:message-create", args=[conversation.pk])
+
+    response = await async_ann.post(url, {"content": "more"}, headers=HTMX if htmx else {})
+
+    html = response.content.decode()
+    assert response.status_code == 429
+    assert response["Retry-After"] == "42"
+    errors = re.search(r'id="composer-errors".*?</div>', html, re.S) if not htmx else None
+    assert "You are sending messages too fast." in (errors.group(0) if errors else html)
+    if not htmx:
+        assert ">more</textarea>" in html  # what was typed stays
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_shows_a_limit_when_answering_again(async_ann, ann, monkeypatch):
+    monkeypatch.setattr(services, "answer_again", over_the_limit)
+    conversation = await sync_to_async(answered)(ann)
+
+    response = await async_ann.post(
+        reverse("chat:regenerate", args=[conversation.pk]), headers=HTMX
+    )
+
+    assert response.status_code == 429
+    assert response["Retry-After"] == "42"
+    assert "You are sending messages too fast." in response.content.decode()
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_leaves_no_empty_conversation_behind_a_limit(async_ann, monkeypatch):
+    monkeypatch.setattr(services, "message_post", over_the_limit)
+
+    response = await async_ann.post(reverse("chat:home"), {"content": "hi"}, headers=HTMX)
+
+    assert response.status_code == 429
+    assert response["Retry-After"] == "42"
+    assert "You are sending messages too fast." in response.content.decode()
+    assert await Conversation.objects.acount() == 0
+
+
+def test_it_swaps_a_429_into_the_composer_errors(client_ann, ann):
+    html = html_of(client_ann.get(answered(ann).get_absolute_url()))
+
+    assert 'hx-status:429="target:#composer-errors swap:innerHTML"' in html
+    assert "style=" not in html
+    assert "<script>" not in html and "hx-on" not in html
+
+
+# The model and the system prompt
+
+
+def test_it_labels_models_from_their_configuration(client_ann, settings):
+    settings.CHAT_MODELS = ["demo", "llama3.2", "gpt-x"]
+    settings.CHAT_MODEL_ENDPOINTS = {"llama3.2": {"label": "Llama 3.2 (local)", "base_url": ""}}
+
+    html = html_of(client_ann.get(reverse("chat:home")))
+
+    assert '<option value="demo" selected>Offline demo model</option>' in html
+    assert '<option value="llama3.2">Llama 3.2 (local)</option>' in html
+    assert '<option value="gpt-x">gpt-x</option>' in html
+    assert '<label for="composer-system" class="visually-hidden">System prompt</label>' in html
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_starts_a_conversation_with_a_model_and_a_system_prompt(async_ann, ann, settings):
+    settings.CHAT_MODELS = ["demo", "gpt-x"]
+
+    response = await async_ann.post(
+        reverse("chat:home"),
+        {"content": "Hi", "model": "demo", "system_prompt": "  Answer in French.  "},
+    )
+
+    assert response.status_code == 302
+    conversation = await Conversation.objects.aget(owner=ann)
+    assert (conversation.model, conversation.system_prompt) == ("demo", "Answer in French.")
+    started = await Generation.objects.aget(conversation=conversation)
+    assert started.request["messages"][0] == {"role": "system", "content": "Answer in French."}
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_it_refuses_a_model_that_is_not_configured(async_ann, settings):
+    response = await async_ann.post(reverse("chat:home"), {"content": "Hi", "model": "gpt-evil"})
+
+    assert response.status_code == 422
+    assert await Conversation.objects.acount() == 0
+
+
+def test_it_shows_the_model_and_the_system_prompt_on_the_conversation(client_ann, ann):
+    conversation = make_conversation(ann, title="Plans")
+    Conversation.objects.filter(pk=conversation.pk).update(system_prompt="Be <brief>.")
+
+    html = html_of(client_ann.get(conversation.get_absolute_url()))
+
+    assert '<span class="badge badge--demo" title="Model: demo">Offline demo model</span>' in html
+    assert html.count("Offline demo model</span>") == 1
+    assert '<p class="sysprompt__text">Be &lt;brief&gt;.</p>' in html
+
+
+# Export
+
+
+def test_it_exports_a_conversation_as_markdown(client_ann, ann):
+    conversation = make_conversation(
+        ann,
+        {"role": "user", "content": "Why tides?"},
+        {"role": "assistant", "content": "The **moon**.", "status": "cancelled"},
+        title="Tides: why?",
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(system_prompt="Be brief.")
+
+    response = client_ann.get(reverse("chat:export-markdown", args=[conversation.pk]))
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/markdown; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="tides-why.md"'
+    text = response.content.decode()
+    assert text.startswith("# Tides: why?\n\nModel: Offline demo model")
+    assert "## System prompt\n\nBe brief.\n" in text
+    assert "## You\n\nWhy tides?\n\n## Assistant\n\nThe **moon**.\n\n*(Stopped)*" in text
+
+
+def test_it_exports_a_conversation_as_json(client_ann, ann):
+    conversation = make_conversation(
+        ann,
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello", "status": "error", "error_code": "x"},
+        title="",
+    )
+
+    response = client_ann.get(reverse("chat:export-json", args=[conversation.pk]))
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="chat.json"'
+    data = json.loads(response.content)
+    assert data["id"] == str(conversation.pk)
+    assert data["model"] == "demo"
+    assert [(m["role"], m["content"]) for m in data["messages"]] == [
+        ("user", "Hi"),
+        ("assistant", "Hello"),
+    ]
+    assert data["messages"][1]["error"]["code"] == "x"

@@ -6,7 +6,14 @@ app_name = "chat"
 
 urlpatterns = [
     path("", pages.home, name="home"),
+    path("sidebar/", pages.sidebar, name="sidebar"),
     path("c/<uuid:pk>/", pages.conversation, name="conversation"),
     path("c/<uuid:pk>/messages", pages.message_create, name="message-create"),
+    path("c/<uuid:pk>/regenerate", pages.regenerate, name="regenerate"),
+    path("c/<uuid:pk>/edit", pages.edit, name="edit"),
+    path("c/<uuid:pk>/rename", pages.rename, name="rename"),
+    path("c/<uuid:pk>/delete", pages.delete, name="delete"),
+    path("c/<uuid:pk>/export.md", pages.export_conversation, {"fmt": "md"}, name="export-markdown"),
+    path("c/<uuid:pk>/export.json", pages.export_conversation, {"fmt": "json"}, name="export-json"),
     path("m/<uuid:pk>/", pages.message, name="message"),
 ]

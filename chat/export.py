@@ -1,0 +1,39 @@
+"""A conversation as a download: Markdown to read, JSON (the API's shape) to process."""
+
+import json
+
+from django.utils.text import slugify
+
+from chat.forms import model_label
+from chat.models import Conversation, Message
+from chat.serialize import ConversationDict, conversation_dict, message_dict
+
+SPEAKERS = {Message.Role.USER: "You", Message.Role.ASSISTANT: "Assistant"}
+
+
+def filename(conversation: Conversation, extension: str) -> str:
+    return f"{slugify(conversation.title)[:60] or 'chat'}.{extension}"
+
+
+def as_markdown(conversation: Conversation, messages: list[Message]) -> str:
+    lines = [f"# {conversation}", "", f"Model: {model_label(conversation.model)}  "]
+    lines += [f"Started: {conversation.created_at:%Y-%m-%d %H:%M} UTC", ""]
+    if conversation.system_prompt:
+        lines += ["## System prompt", "", conversation.system_prompt.strip(), ""]
+    for message in messages:
+        lines += [f"## {SPEAKERS.get(message.role, message.role)}", ""]
+        if message.content:
+            lines += [message.content.rstrip(), ""]
+        if message.status == Message.Status.ERROR:
+            lines += [f"*(The answer failed: {message.error_message or message.error_code})*", ""]
+        elif message.status == Message.Status.CANCELLED:
+            lines += ["*(Stopped)*", ""]
+        elif message.status == Message.Status.STREAMING:
+            lines += ["*(Still being written)*", ""]
+    return "\n".join(lines)
+
+
+def as_json(conversation: Conversation, messages: list[Message]) -> str:
+    data: ConversationDict = conversation_dict(conversation)
+    data["messages"] = [message_dict(message) for message in messages]
+    return json.dumps(data, ensure_ascii=False, indent=2)
