@@ -19,10 +19,11 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
-from chat import provider, titles
+from chat import answer_cache, context, limits, provider, titles
+from chat.answer_cache import CachedAnswer
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.middleware import request_id_var
-from chat.models import Conversation, Generation, Message
+from chat.models import Conversation, Generation, Message, Usage
 from chat.provider import Finish, ProviderError
 from chat.replay import terminal_event
 
@@ -46,6 +47,7 @@ class Answer:
     finish_reason: str = ""
     usage: dict[str, int] | None = None
     failure: Failure | None = None
+    cached: bool = False
 
     def add(self, text: str) -> None:
         self.parts.append(text)
@@ -96,6 +98,26 @@ async def run(generation_id: Any) -> None:
     generation = await sync_to_async(_load)(generation_id)
     request_id_var.set(generation.request_id or "-")
     answer = Answer()
+    key = None if generation.regenerated else answer_cache.key_for(generation.request)
+    cached = await answer_cache.lookup(key) if key else None
+    try:
+        if cached:
+            await _replay_cached(generation, cached, answer)
+        else:
+            await _produce(generation, answer)
+        await _finish(generation, answer)
+    finally:
+        await sync_to_async(limits.release)(generation.conversation.owner_id)
+    if answer.failure is None and answer.finish_reason == "stop":
+        if key and not cached:
+            await answer_cache.store(
+                key, CachedAnswer(answer.parts, answer.finish_reason, answer.usage)
+            )
+        await titles.title_after_first_answer(generation.conversation_id)
+
+
+async def _produce(generation: Generation, answer: Answer) -> None:
+    """Relay the model's answer until it ends, is cancelled or runs out of time."""
     relay = asyncio.create_task(_relay(generation, answer))
     stop = asyncio.create_task(_stop_requested(str(generation.pk)))
     try:
@@ -118,9 +140,23 @@ async def run(generation_id: Any) -> None:
         answer.finish_reason = "cancelled"
     else:
         answer.failure = Failure("timeout", "The answer took too long and was stopped.")
-    await _finish(generation, answer)
-    if answer.failure is None and answer.finish_reason != "cancelled":
-        await titles.title_after_first_answer(generation.conversation_id)
+
+
+async def _replay_cached(generation: Generation, cached: CachedAnswer, answer: Answer) -> None:
+    """Send a cached answer through the same events as a fresh one, at once."""
+    log = get_event_log()
+    answer.cached = True
+    answer.finish_reason = cached.finish_reason
+    answer.usage = cached.usage
+    try:
+        for part in cached.parts:
+            answer.add(part)
+            await log.append(str(generation.pk), "delta", {"content": part})
+    except LOG_FAILURES as exc:
+        logger.warning("event log failed while replaying a cached answer: %r", exc)
+        answer.failure = Failure(
+            "event_log", "The live stream broke off; the answer so far was kept."
+        )
 
 
 async def _relay(generation: Generation, answer: Answer) -> None:
@@ -189,7 +225,7 @@ def _failure_of(relay: asyncio.Task[None]) -> Failure | None:
 
 def _load(generation_id: Any) -> Generation:
     try:
-        return Generation.objects.select_related("message").get(pk=generation_id)
+        return Generation.objects.select_related("message", "conversation").get(pk=generation_id)
     finally:
         close_old_connections()  # not held while the model answers
 
@@ -241,6 +277,29 @@ async def _finish(generation: Generation, answer: Answer) -> None:
     )
 
 
+def _record_usage(generation: Generation, answer: Answer) -> None:
+    model = generation.model
+    if answer.usage:
+        prompt, completion, estimated = (
+            answer.usage["prompt_tokens"],
+            answer.usage["completion_tokens"],
+            False,
+        )
+    else:
+        prompt, _ = context.message_tokens(generation.request["messages"], model)
+        completion, _ = context.count_tokens(answer.text, model)
+        estimated = True
+    Usage.objects.create(
+        user_id=generation.conversation.owner_id,
+        model=model,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        estimated=estimated,
+        cached=answer.cached,
+        generation=generation,
+    )
+
+
 def _save_outcome(generation: Generation, answer: Answer) -> bool:
     """Write the answer's outcome unless the generation has ended already."""
     message = generation.message
@@ -262,15 +321,18 @@ def _save_outcome(generation: Generation, answer: Answer) -> bool:
     generation.event_sizes = answer.sizes
     generation.last_event_id = len(answer.parts) + 1
     generation.finished_at = timezone.now()
+    generation.cached = answer.cached
     with transaction.atomic():
         claimed = Generation.objects.filter(pk=generation.pk, last_event_id=None).update(
             event_sizes=generation.event_sizes,
             last_event_id=generation.last_event_id,
             finished_at=generation.finished_at,
+            cached=generation.cached,
         )
         if not claimed:
             return False
         message.save()
+        _record_usage(generation, answer)
         Conversation.objects.filter(pk=generation.conversation_id).update(
             updated_at=generation.finished_at
         )

@@ -137,3 +137,35 @@ class Generation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.last_event_id is not None
+
+
+class Usage(models.Model):
+    """The tokens one answer cost (or, when it came from the cache, would have cost)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="usage")
+    model = models.CharField(max_length=100)
+    prompt_tokens = models.PositiveIntegerField()
+    completion_tokens = models.PositiveIntegerField()
+    estimated = models.BooleanField(
+        default=False, help_text="Counted by us: the upstream reported no usage."
+    )
+    cached = models.BooleanField(default=False, help_text="Answered from the cache: no cost.")
+    generation = models.OneToOneField(
+        Generation, models.SET_NULL, null=True, blank=True, related_name="usage"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "usage"
+        ordering = ["-created_at"]
+        indexes = [
+            # A user's monthly budget and usage page sum their recent rows.
+            models.Index(fields=["user", "created_at"], name="usage_user_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.model}: {self.total_tokens} tokens"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

@@ -8,6 +8,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 
+from chat import context, limits
 from chat.models import Conversation, Generation, Message
 from chat.titles import shortened
 
@@ -86,13 +87,25 @@ def _answer_again(
 def _lock_idle(conversation_id: Any) -> Conversation:
     # The row lock serialises two posts to one conversation (PostgreSQL); SQLite's
     # IMMEDIATE transactions serialise them already.
-    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+    conversation = (
+        Conversation.objects.select_for_update().select_related("owner").get(pk=conversation_id)
+    )
     if conversation.messages.filter(status=Message.Status.STREAMING).exists():
         raise ConversationBusy
     return conversation
 
 
 def _start_answer(conversation: Conversation, request_id: str, *, regenerated: bool) -> Generation:
+    """Create the empty answer and its generation, within the user's limits."""
+    limits.admit(conversation.owner)
+    try:
+        return _create_answer(conversation, request_id, regenerated=regenerated)
+    except BaseException:
+        limits.release(conversation.owner_id)
+        raise
+
+
+def _create_answer(conversation: Conversation, request_id: str, *, regenerated: bool) -> Generation:
     answer = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
@@ -115,10 +128,15 @@ def this_process() -> str:
 
 
 def build_request(conversation: Conversation) -> dict[str, Any]:
-    """Return the Chat Completions body for the conversation's next answer."""
+    """Return the Chat Completions body for the conversation's next answer.
+
+    The oldest messages are left out when the whole conversation would not fit
+    CHAT_CONTEXT_TOKENS; the system prompt and the newest message always go.
+    """
     messages = []
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
     for role, content in conversation.messages.exclude(content="").values_list("role", "content"):
         messages.append({"role": role, "content": content})
-    return {"model": conversation.model, "messages": messages}
+    fitting = context.fit(messages, conversation.model, settings.CHAT_CONTEXT_TOKENS)
+    return {"model": conversation.model, "messages": fitting}

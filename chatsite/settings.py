@@ -272,6 +272,40 @@ CHAT_REDIS_MAX_CONNECTIONS = env_number("CHAT_REDIS_MAX_CONNECTIONS", 2000, mini
 CHAT_LIVENESS_INTERVAL = env_number("CHAT_LIVENESS_INTERVAL", 5.0, minimum=0.05)
 # Seconds between checks for a cancel from another process (Redis).
 CHAT_CANCEL_POLL_INTERVAL = env_number("CHAT_CANCEL_POLL_INTERVAL", 0.2, minimum=0.01)
+# The response cache: an identical request (model, parameters, every message) is answered
+# from the cache for CHAT_CACHE_TTL seconds (0: no cache). CHAT_CACHE_MODE "all" caches
+# every complete answer; "deterministic" only those asked with temperature 0.
+CHAT_CACHE_TTL = env_number("CHAT_CACHE_TTL", 3600, minimum=0)
+CHAT_CACHE_MODE = env_str("CHAT_CACHE_MODE", "all")
+if CHAT_CACHE_MODE not in ("all", "deterministic"):
+    raise ImproperlyConfigured(
+        f"CHAT_CACHE_MODE must be all or deterministic, not {CHAT_CACHE_MODE!r}"
+    )
+
+
+def env_rates(name: str, default: str) -> dict[str, int]:
+    """Read limits like "20/minute,500/day" into {"minute": 20, "day": 500}."""
+    rates = {}
+    for item in env_str(name, default).split(","):
+        count, _, period = item.strip().partition("/")
+        if not item.strip():
+            continue
+        if period not in ("minute", "hour", "day") or not count.isdigit() or int(count) < 1:
+            raise ImproperlyConfigured(
+                f"{name}: {item.strip()!r} is not like 20/minute, 100/hour or 500/day"
+            )
+        rates[period] = int(count)
+    return rates
+
+
+# Per user: messages per minute/hour/day, answers streaming at once, tokens per month.
+CHAT_RATE_LIMITS = env_rates("CHAT_RATE_LIMITS", "20/minute,500/day")
+CHAT_MAX_CONCURRENT = env_number("CHAT_MAX_CONCURRENT", 2, minimum=1)
+CHAT_MONTHLY_TOKEN_BUDGET = env_number("CHAT_MONTHLY_TOKEN_BUDGET", 0, minimum=0)
+CHAT_STAFF_EXEMPT = env_bool("CHAT_STAFF_EXEMPT", True)
+# Tokens of conversation sent upstream at most: the oldest messages are left out to fit.
+CHAT_CONTEXT_TOKENS = env_number("CHAT_CONTEXT_TOKENS", 16_000, minimum=100)
+
 # Seconds between sweeps for answers whose process died; 0 turns the sweeper off.
 CHAT_SWEEP_INTERVAL = env_number("CHAT_SWEEP_INTERVAL", 60.0, minimum=0.0)
 # Seconds an answer may run with no one reading before it is cancelled; 0 never.

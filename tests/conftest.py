@@ -13,6 +13,7 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import connections
 from django.test import Client
 
@@ -24,6 +25,23 @@ from tests.fakeopenai import FakeOpenAI
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    """Start every test with an empty cache: no answers, no rate counters."""
+    cache.clear()
+
+
+@pytest.fixture(params=["locmem", "redis"])
+def any_cache(request, settings) -> str:
+    """Run the test once with the local-memory cache and once with django-redis."""
+    if request.param == "redis":
+        settings.CACHES = {
+            "default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": redis_url()}
+        }
+    cache.clear()
+    return request.param
 
 
 @pytest.fixture(scope="session")

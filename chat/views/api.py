@@ -7,10 +7,18 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from chat import generation as generations
 from chat import services
+from chat.limits import LimitExceeded
 from chat.middleware import request_id_var
 from chat.models import Conversation, Generation, Message
 from chat.serialize import conversation_dict, generation_dict, message_dict
-from chat.views.responses import BadRequest, api_view, json_body, json_error, text_field
+from chat.views.responses import (
+    BadRequest,
+    api_view,
+    json_body,
+    json_error,
+    text_field,
+    too_many_requests,
+)
 from chat.views.stream import accepts_event_stream, event_stream_response
 
 
@@ -107,6 +115,8 @@ async def _answer(
         return json_error(409, "busy", "Wait for the current answer to finish, or stop it.")
     except services.NothingToAnswer:
         return json_error(409, "nothing_to_answer", "This conversation has no message to answer.")
+    except LimitExceeded as exc:
+        return too_many_requests(exc)
     await generations.start(generation)
     if accepts_event_stream(request):
         return await event_stream_response(generation)

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from chat.limits import LimitExceeded
+
 type AsyncView = Callable[..., Awaitable[HttpResponse]]
 
 
@@ -21,6 +23,12 @@ class BadRequest(Exception):
 
 def json_error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def too_many_requests(exc: LimitExceeded) -> JsonResponse:
+    response = json_error(429, exc.code, exc.message)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:

@@ -1,0 +1,59 @@
+"""
+How much of a conversation fits what we send upstream: token counts and trimming.
+
+Tokens are counted with OpenAI's own encodings (bpe-openai: tiktoken's encodings with
+tiktoken's API, shipped inside the package, so counting works offline) for the models
+they belong to, and estimated at four characters a token for any other model.
+"""
+
+import functools
+import math
+from typing import Any
+
+import bpe_openai
+
+CHARS_PER_TOKEN = 4  # the usual estimate for English text
+MESSAGE_OVERHEAD = 4  # tokens the chat format adds around each message
+
+
+@functools.cache
+def _encoding(model: str) -> bpe_openai.Encoding | None:
+    try:
+        return bpe_openai.encoding_for_model(model)
+    except bpe_openai.UnsupportedModelError:
+        return None
+
+
+def count_tokens(text: str, model: str) -> tuple[int, bool]:
+    """Return the number of tokens in text for the model, and whether it is an estimate."""
+    encoding = _encoding(model)
+    if encoding is None:
+        return math.ceil(len(text) / CHARS_PER_TOKEN), True
+    return len(encoding.encode(text, disallowed_special=())), False
+
+
+def message_tokens(messages: list[dict[str, Any]], model: str) -> tuple[int, bool]:
+    """Return the tokens a message list costs as a prompt, and whether it is an estimate."""
+    total, estimated = 0, False
+    for message in messages:
+        count, guess = count_tokens(message["content"], model)
+        total += count + MESSAGE_OVERHEAD
+        estimated |= guess
+    return total, estimated
+
+
+def fit(messages: list[dict[str, Any]], model: str, budget: int) -> list[dict[str, Any]]:
+    """Drop the oldest messages until the rest fit the budget.
+
+    The system prompt and the newest message always stay, even if they alone are over.
+    """
+    system = [m for m in messages[:1] if m["role"] == "system"]
+    room = budget - message_tokens(system, model)[0]
+    kept: list[dict[str, Any]] = []
+    for message in reversed(messages[len(system) :]):
+        cost = message_tokens([message], model)[0]
+        if kept and cost > room:
+            break
+        kept.append(message)
+        room -= cost
+    return system + kept[::-1]

@@ -1,0 +1,117 @@
+"""
+Per-user limits: messages per minute, hour and day; answers streaming at once; tokens a
+month. Counters live in Django's cache (atomic INCR in Redis, so they hold across server
+processes); the monthly budget is summed from the Usage table.
+"""
+
+import math
+import time
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Sum
+from django.utils import timezone
+
+from chat.models import Usage
+
+WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+class LimitExceeded(Exception):
+    """A user's request goes past one of their limits; retry_after says when it won't."""
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+def admit(user: Any) -> None:
+    """Count a new answer against the user's limits, or raise LimitExceeded.
+
+    Takes one of the user's streaming slots: call release() when the answer ends.
+    """
+    if settings.CHAT_STAFF_EXEMPT and user.is_staff:
+        return
+    _check_budget(user)
+    _take_slot(user.pk)
+    try:
+        _count_message(user.pk)
+    except LimitExceeded:
+        release(user.pk)
+        raise
+
+
+def release(user_id: Any) -> None:
+    """Give back the streaming slot an answer held (no-op for exempt users)."""
+    try:
+        if cache.decr(_slot_key(user_id)) < 0:
+            cache.set(_slot_key(user_id), 0, _slot_ttl())
+    except ValueError:
+        pass  # the counter expired, or the user is exempt: nothing is held
+
+
+def _take_slot(user_id: Any) -> None:
+    key = _slot_key(user_id)
+    cache.add(key, 0, _slot_ttl())
+    running = cache.incr(key)
+    cache.touch(key, _slot_ttl())
+    if running > settings.CHAT_MAX_CONCURRENT:
+        cache.decr(key)
+        raise LimitExceeded(
+            "too_many_streams",
+            f"You already have {settings.CHAT_MAX_CONCURRENT} answers streaming. "
+            "Wait for one to finish, or stop it.",
+            retry_after=5,
+        )
+
+
+def _count_message(user_id: Any) -> None:
+    now = time.time()
+    counted = []
+    for period, limit in settings.CHAT_RATE_LIMITS.items():
+        seconds = WINDOW_SECONDS[period]
+        key = f"chat:rate:{user_id}:{period}:{int(now // seconds)}"
+        cache.add(key, 0, seconds)
+        counted.append(key)
+        if cache.incr(key) > limit:
+            for key in counted:  # a refused message does not count
+                cache.decr(key)
+            raise LimitExceeded(
+                "rate_limited",
+                f"You can send {limit} messages per {period}. Try again later.",
+                retry_after=math.ceil(seconds - now % seconds),
+            )
+
+
+def _check_budget(user: Any) -> None:
+    budget = settings.CHAT_MONTHLY_TOKEN_BUDGET
+    if not budget:
+        return
+    start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    spent = Usage.objects.filter(user=user, created_at__gte=start, cached=False).aggregate(
+        total=Sum("prompt_tokens") + Sum("completion_tokens")
+    )["total"]
+    if spent and spent >= budget:
+        raise LimitExceeded(
+            "budget_exhausted",
+            f"You have used this month's {budget:,} tokens.",
+            retry_after=_seconds_until_next_month(start),
+        )
+
+
+def _seconds_until_next_month(start: datetime) -> int:
+    following = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return math.ceil((following - timezone.now()).total_seconds())
+
+
+def _slot_key(user_id: Any) -> str:
+    return f"chat:streaming:{user_id}"
+
+
+def _slot_ttl() -> int:
+    # A slot a crashed process never gave back frees itself once no answer can still run.
+    return int(settings.CHAT_GENERATION_TIMEOUT) + 60
