@@ -46,3 +46,18 @@ fmt: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# The streaming benchmark (docs/performance.md): BENCH_SCALE=small for a quick run.
+# `bench` stores its figures in bench/baseline.json; `bench-check` fails on a regression.
+BENCH_SCALE ?= full
+
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed-run
+
+.PHONY: bench bench-check
+bench: $(VENV)/.installed-bench
+	$(PY) -m bench.run --scale $(BENCH_SCALE) --write-baseline
+
+bench-check: $(VENV)/.installed-bench
+	$(PY) -m bench.run --scale $(BENCH_SCALE) --check

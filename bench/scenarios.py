@@ -1,0 +1,316 @@
+"""
+The scenarios. Each runs the same load against every target (the upstream read directly,
+the Python peer, the project) in one run, each target on fresh server processes, and
+returns one Measurement per target.
+"""
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import redis
+
+from bench import loadgen, servers
+from bench.loadgen import Direct, Peer, Project, Slot, StreamResult, Target, Usage
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    users: int
+    a_repeats: int
+    b_streams: int
+    b_tokens: int
+    b_spread: float  # seconds over which (b)'s streams start
+    c_streams: int
+    c_observe: float  # seconds of quiet observed once every stream is open
+    d_seconds: float
+    a_tokens: int = 500
+    b_rate: float = 20
+    c_open_rate: float = 40  # quiet streams opened per second
+    c_heartbeat: float = 2
+    d_concurrency: int = 8
+    d_tokens: int = 1000
+
+
+SCALES = {
+    "full": Scale("full", users=8, a_repeats=10, b_streams=200, b_tokens=100, b_spread=2,
+                  c_streams=2000, c_observe=10, d_seconds=10),
+    "small": Scale("small", users=3, a_repeats=4, b_streams=40, b_tokens=30, b_spread=1,
+                   c_streams=200, c_observe=5, d_seconds=3),
+}  # fmt: skip
+
+STREAM_TIMEOUT = 120.0  # no single stream of any scenario may take longer
+HEARTBEAT = 15.0  # the project's default, for every scenario but (c)
+PROFILE_REPEATS = 10  # (a) runs this many times longer under the profiler
+
+
+@dataclass
+class Measurement:
+    """One target under one scenario."""
+
+    target: str
+    results: list[StreamResult]
+    usage: Usage  # the server(s) under test; for `direct`, the fake upstream itself
+    upstream: Usage  # the fake upstream
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Bench:
+    """What the scenarios share: the work directory, the upstream, the project's users."""
+
+    scale: Scale
+    workdir: Path
+    upstream: servers.Server
+    env: dict[str, str]
+    accounts: dict[str, list[str]]
+    password: str
+    profile_dir: Path | None = None
+    _sessions: dict[str, dict[str, str]] = field(default_factory=dict)
+    _conversations: Iterator[tuple[str, str]] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "servers.log"
+
+    async def slots(self, base: str, count: int) -> list[Slot]:
+        """`count` unused conversations, round-robin over the users (logged in once)."""
+        if not self._sessions:
+            for user in self.accounts:
+                self._sessions[user] = await loadgen.login(base, user, self.password)
+        if self._conversations is None:
+            by_user = [[(user, c) for c in convs] for user, convs in self.accounts.items()]
+            self._conversations = iter(
+                [pair for row in itertools.zip_longest(*by_user) for pair in row if pair]
+            )
+        taken = list(itertools.islice(self._conversations, count))
+        if len(taken) < count:
+            raise RuntimeError("the bench database ran out of conversations")
+        return [Slot(self._sessions[user], conversation) for user, conversation in taken]
+
+
+# A target factory: start what the target needs, yield it with the processes to measure.
+Factory = Callable[[Bench, int], contextlib.AbstractAsyncContextManager[tuple[Target, list]]]
+
+
+@contextlib.asynccontextmanager
+async def direct(bench: Bench, streams: int) -> AsyncIterator[tuple[Target, list]]:
+    yield Direct(bench.upstream.url), bench.upstream.measured()
+
+
+def peer_factory(heartbeat: float = HEARTBEAT) -> Factory:
+    @contextlib.asynccontextmanager
+    async def peer(bench: Bench, streams: int) -> AsyncIterator[tuple[Target, list]]:
+        with servers.peer(bench.upstream, heartbeat, bench.log) as server:
+            yield Peer(server.url), server.measured()
+
+    return peer
+
+
+def project_factory(
+    server: str = "daphne",
+    heartbeat: float = HEARTBEAT,
+    processes: int = 1,
+    profile: str | None = None,
+) -> Factory:
+    """The project on `processes` servers; more than one share Redis as the event log."""
+
+    @contextlib.asynccontextmanager
+    async def project(bench: Bench, streams: int) -> AsyncIterator[tuple[Target, list]]:
+        env = bench.env | {"CHAT_SSE_HEARTBEAT": str(heartbeat)}
+        if processes > 1:
+            redis.Redis.from_url(servers.REDIS_URL).flushdb()
+            env |= {"REDIS_URL": servers.REDIS_URL, "CHAT_EVENT_LOG": "redis"}
+        output = None
+        if profile and bench.profile_dir:
+            output = bench.profile_dir / f"profile-{profile}.txt"
+        with contextlib.ExitStack() as stack:
+            running = [
+                stack.enter_context(servers.project(env, bench.log, server, output))
+                for _ in range(processes)
+            ]
+            slots = await bench.slots(running[0].url, streams)
+            measured = [p for s in running for p in s.measured()]
+            yield Project([s.url for s in running], slots), measured
+
+    return project
+
+
+async def _streams(
+    target: Target,
+    count: int,
+    prompt: str,
+    spread: float = 0,
+    first: int = 0,
+) -> list[StreamResult]:
+    """Run `count` streams, started evenly over `spread` seconds, to their end."""
+    tokens = int(prompt.split()[0].split("=")[1])
+    results = [StreamResult(tokens) for _ in range(count)]
+    async with loadgen.client(STREAM_TIMEOUT) as http:
+
+        async def one(index: int) -> None:
+            await loadgen.run_stream(target, http, first + index, prompt, results[index])
+
+        tasks = await loadgen.staggered(count, spread, one)
+        await asyncio.wait(tasks, timeout=STREAM_TIMEOUT + spread)
+        for task in tasks:
+            task.cancel()
+    return results
+
+
+async def _each_target(
+    bench: Bench,
+    factories: list[Factory],
+    streams: int,
+    measure: Callable[[Target, list[psutil.Process]], Awaitable[Measurement]],
+) -> list[Measurement]:
+    found = []
+    for factory in factories:
+        async with factory(bench, streams + 3) as (target, processes):
+            # Warm up: imports, the SDK client, connection pools, URL resolvers.
+            await _streams(target, 3, loadgen.prompt(20), first=1000)
+            found.append(await measure(target, processes))
+    return found
+
+
+def _references(heartbeat: float = HEARTBEAT) -> list[Factory]:
+    return [direct, peer_factory(heartbeat)]
+
+
+async def _measure_streams(
+    bench: Bench,
+    target: Target,
+    processes: list[psutil.Process],
+    run: Callable[[], Awaitable[list[StreamResult]]],
+    extra_processes: dict[str, list[psutil.Process]] | None = None,
+) -> Measurement:
+    others = extra_processes or {}
+    async with contextlib.AsyncExitStack() as stack:
+        usage = await stack.enter_async_context(loadgen.measured(processes))
+        upstream = await stack.enter_async_context(loadgen.measured(bench.upstream.measured()))
+        other = {n: await stack.enter_async_context(loadgen.measured(p)) for n, p in others.items()}
+        results = await run()
+    extra = {f"{name}_cpu_s": value.cpu for name, value in other.items()}
+    return Measurement(target.name, results, usage, upstream, extra)
+
+
+async def one_stream(bench: Bench, profile: bool = False) -> list[Measurement]:
+    """(a) One stream at a time, 500 tokens at full speed, repeated."""
+    scale = bench.scale
+    prompt = loadgen.prompt(scale.a_tokens)
+    repeats = scale.a_repeats * (PROFILE_REPEATS if profile else 1)
+
+    async def sequential(target: Target) -> list[StreamResult]:
+        found = []
+        for index in range(repeats):
+            found += await _streams(target, 1, prompt, first=index)
+        return found
+
+    async def measure(target: Target, processes: list[psutil.Process]) -> Measurement:
+        return await _measure_streams(bench, target, processes, lambda: sequential(target))
+
+    factories = [project_factory(profile="a")] if profile else [*_references(), project_factory()]
+    return await _each_target(bench, factories, repeats, measure)
+
+
+async def concurrent(
+    bench: Bench, factories: list[Factory] | None = None, processes: int = 1
+) -> list[Measurement]:
+    """(b) Many concurrent streams at a model's pace; (e) the same on two processes."""
+    scale = bench.scale
+    prompt = loadgen.prompt(scale.b_tokens, scale.b_rate)
+    pid = servers.redis_pid() if processes > 1 else None
+    extra = {"redis": [psutil.Process(pid)]} if pid else None
+
+    async def measure(target: Target, measured: list[psutil.Process]) -> Measurement:
+        def run() -> Awaitable[list[StreamResult]]:
+            return _streams(target, scale.b_streams, prompt, scale.b_spread)
+
+        use_extra = extra if isinstance(target, Project) else None
+        return await _measure_streams(bench, target, measured, run, use_extra)
+
+    if factories is None:
+        factories = [*_references(), project_factory(processes=processes)]
+    return await _each_target(bench, factories, scale.b_streams, measure)
+
+
+async def quiet(bench: Bench) -> list[Measurement]:
+    """(c) Many open streams whose model has not started answering: memory, heartbeats."""
+    scale = bench.scale
+    # The answers start long after the observation: only heartbeats flow meanwhile.
+    prompt = loadgen.prompt(5, ttft=600)
+
+    async def measure(target: Target, processes: list[psutil.Process]) -> Measurement:
+        results = [StreamResult(5) for _ in range(scale.c_streams)]
+        async with loadgen.client(STREAM_TIMEOUT * 10) as http:
+            before = loadgen.rss(processes)
+
+            async def one(index: int) -> None:
+                await loadgen.run_stream(target, http, index, prompt, results[index])
+
+            spread = scale.c_streams / scale.c_open_rate
+            tasks = await loadgen.staggered(scale.c_streams, spread, one)
+            try:
+                for _ in range(1800):  # every stream has its first bytes, or 180 s passed
+                    if all(r.ttfb is not None or r.error for r in results):
+                        break
+                    await asyncio.sleep(0.1)
+                opened = sum(r.ttfb is not None and not r.error for r in results)
+                for result in results:
+                    result.pings.clear()  # only the pings of the observation count
+                async with loadgen.measured(processes) as usage:
+                    await asyncio.sleep(scale.c_observe)
+                upstream_open = (await asyncio.to_thread(loadgen.fake_stats, bench.upstream.url))[
+                    "open"
+                ]
+                after = loadgen.rss(processes)
+                threads = sum(p.num_threads() for p in processes)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks, timeout=30)
+        extra = {
+            "open_streams": opened,
+            "rss_per_stream_kb": (after - before) / max(opened, 1) / 1024,
+            "upstream_open": upstream_open,
+            "server_threads": threads,
+            "heartbeat_s": scale.c_heartbeat,
+        }
+        return Measurement(target.name, results, usage, usage, extra)
+
+    factories = [peer_factory(scale.c_heartbeat), project_factory(heartbeat=scale.c_heartbeat)]
+    return await _each_target(bench, factories, scale.c_streams, measure)
+
+
+async def saturation(bench: Bench, profile: bool = False) -> list[Measurement]:
+    """(d) Streams at full speed, a few at a time, for a fixed time: tokens per CPU second."""
+    scale = bench.scale
+    prompt = loadgen.prompt(scale.d_tokens)
+
+    async def flood(target: Target) -> list[StreamResult]:
+        found: list[StreamResult] = []
+        deadline = asyncio.get_running_loop().time() + scale.d_seconds
+        counter = itertools.count()
+
+        async def worker() -> None:
+            while asyncio.get_running_loop().time() < deadline:
+                found.extend(await _streams(target, 1, prompt, first=next(counter)))
+
+        await asyncio.wait_for(
+            asyncio.gather(*(worker() for _ in range(scale.d_concurrency))),
+            scale.d_seconds + STREAM_TIMEOUT,
+        )
+        return found
+
+    async def measure(target: Target, processes: list[psutil.Process]) -> Measurement:
+        return await _measure_streams(bench, target, processes, lambda: flood(target))
+
+    # Enough conversations for the streams that fit in the time at a generous pace.
+    streams = scale.d_concurrency * int(scale.d_seconds * 20 + 5)
+    factories = [project_factory(profile="d")] if profile else [*_references(), project_factory()]
+    return await _each_target(bench, factories, streams, measure)
