@@ -25,7 +25,7 @@ from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get
 from chat.middleware import request_id_var
 from chat.models import Conversation, Generation, Message, Usage
 from chat.provider import Finish, ProviderError
-from chat.replay import terminal_event
+from chat.replay import settle, terminal_event
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,16 @@ class Answer:
 
 
 async def start(generation: Generation) -> None:
-    """Open the generation's log and run it in the background; return at once."""
-    await get_event_log().open(str(generation.pk))
+    """Open the generation's log and run it in the background; return at once.
+
+    Raises EventLogUnavailable, having ended the answer, when the log cannot be opened.
+    """
+    try:
+        await get_event_log().open(str(generation.pk))
+    except EventLogUnavailable:
+        await settle(generation.pk)
+        await sync_to_async(limits.release)(generation.conversation.owner_id)
+        raise
     # A fresh context: the task outlives the request, and must not share its
     # thread-sensitive executor or its database connection.
     task = asyncio.create_task(_run_detached(generation.pk), context=contextvars.Context())
@@ -89,6 +97,11 @@ async def _run_detached(generation_id: Any) -> None:
     async with ThreadSensitiveContext():
         try:
             await run(generation_id)
+        except Exception:
+            # run() ends every answer itself; this is for what it could not survive
+            # (the database gone at the start, say): end it rather than leave it hanging.
+            logger.exception("generation %s failed before it could end", generation_id)
+            await settle(generation_id)
         finally:
             await sync_to_async(connections.close_all)()
 
@@ -258,8 +271,8 @@ async def _finish(generation: Generation, answer: Answer) -> None:
         logger.exception("could not save generation %s", generation.pk)
         stored = False
     if not stored:
-        # Already ended by a reader that found this process silent, or the database
-        # failed: readers will settle it from what the database holds.
+        # Already ended by a reader that found this process silent (its terminal event
+        # is in), or the database failed: readers then settle it from the database.
         with contextlib.suppress(*LOG_FAILURES):
             await get_event_log().close(key)
         return

@@ -20,6 +20,7 @@ from chat.sse import Event
 
 logger = logging.getLogger(__name__)
 
+DELETED = {"code": "not_found", "message": "This conversation was deleted."}
 INTERRUPTED = ("interrupted", "The server stopped while writing this answer. Please retry.")
 
 
@@ -84,12 +85,16 @@ async def events_after(generation: Generation, after: int) -> AsyncIterator[Even
             return
         except UnknownGeneration:
             # It ended and its log is gone, or its producer died mid-answer.
-            generation = await settle(generation.pk)
+            settled = await settle(generation.pk)
+            if settled is None:
+                yield Event(position + 1, "error", DELETED)
+                return
+            generation = settled
     for event in stored_events(generation, position):
         yield event
 
 
-async def settle(generation_id: object) -> Generation:
+async def settle(generation_id: object) -> Generation | None:
     """Return a generation missing from the log, ended as interrupted if it never ended.
 
     What the dead producer had already sent to the log is kept: the stored text is
@@ -100,11 +105,15 @@ async def settle(generation_id: object) -> Generation:
         logged = await log.events(str(generation_id))
     except (UnknownGeneration, EventLogUnavailable):
         logged = []
-    generation, settled_now = await sync_to_async(_settle)(generation_id, logged)
+    try:
+        generation, settled_now = await sync_to_async(_settle)(generation_id, logged)
+    except Generation.DoesNotExist:
+        return None  # deleted, with its conversation
     if settled_now:
         event = terminal_event(generation, generation.message)
         with contextlib.suppress(UnknownGeneration, LogClosed, EventLogUnavailable):
             await log.append(str(generation.pk), event.kind, event.data)
+        with contextlib.suppress(UnknownGeneration, EventLogUnavailable):
             await log.close(str(generation.pk))
     return generation
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -216,3 +217,59 @@ async def test_random_disconnects_and_reconnects_lose_and_repeat_nothing(api, up
 
     assert [e.id for e in received] == list(range(1, len(tokens) + 2))
     assert text_of(received) == "".join(tokens) == (await stored_answer(posted)).content
+
+
+async def test_deleting_a_conversation_ends_its_open_streams(api, upstream):
+    upstream.reply_to("Hi", Reply(tokens=["a "] * 200, token_delay=0.02))
+    posted = await ask(api, "Hi")
+    reader = await stream(api, posted)
+    _, raw = await read_until(reader, 2)
+
+    conversation = (await stored_answer(posted)).conversation_id
+    assert (await api.request("DELETE", f"/api/conversations/{conversation}/")).status == 204
+    async for chunk in reader.chunks():  # ends instead of pinging forever
+        raw += chunk
+
+    # Stopped before the rows went (done, cancelled), or found deleted (error, not_found).
+    last = parse_events(raw)[0][-1]
+    assert (last.event, last.data.get("finish_reason") or last.data.get("code")) in (
+        ("done", "cancelled"),
+        ("error", "not_found"),
+    )
+
+
+async def test_a_finished_answer_replays_while_the_event_store_is_down(api, upstream, settings):
+    posted = await ask(api, "one two")
+    live = await read_events(await stream(api, posted))
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    assert await read_events(await stream(api, posted)) == live
+
+
+async def test_a_post_while_the_event_store_is_down_is_refused_and_frees_the_conversation(
+    api, upstream, settings
+):
+    conversation = await (await api.post("/api/conversations/", {})).json()
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    url = f"/api/conversations/{conversation['id']}/messages/"
+
+    refused = await api.post(url, {"content": "Hi"})
+    settings.CHAT_EVENT_LOG = "memory"
+    again = await api.post(url, {"content": "Hi again"})
+
+    assert (refused.status, (await refused.json())["error"]["code"]) == (
+        503,
+        "event_log_unavailable",
+    )
+    assert again.status == 202
+    failed = await Message.objects.filter(role="assistant").order_by("created_at").afirst()
+    assert failed.status == "error"
+
+
+def test_the_sweep_command_refuses_to_guess_with_the_memory_log(settings):
+    settings.CHAT_EVENT_LOG = "memory"
+
+    with pytest.raises(CommandError, match="only the server"):
+        call_command("sweep_generations")

@@ -12,6 +12,7 @@ class _Channel:
         self.events: list[Event] = []
         self.cancelled = asyncio.Event()
         self.last_read = time.time()
+        self.closed = False
         self._grown = asyncio.Event()
 
     def append(self, kind: str, data: dict[str, Any]) -> Event:
@@ -24,8 +25,12 @@ class _Channel:
         self._grown = asyncio.Event()
         return event
 
+    def close(self) -> None:
+        self.closed = True
+        self._grown.set()
+
     async def wait_beyond(self, count: int) -> None:
-        while len(self.events) <= count:
+        while len(self.events) <= count and not self.closed:
             await self._grown.wait()
 
 
@@ -57,6 +62,9 @@ class MemoryEventLog:
         position = after
         while True:
             await channel.wait_beyond(position)
+            if position == len(channel.events):
+                # Closed without a terminal event: the database knows how it ended.
+                raise UnknownGeneration(generation_id)
             while position < len(channel.events):
                 event = channel.events[position]
                 position += 1
@@ -93,4 +101,6 @@ class MemoryEventLog:
         return None if channel is None else channel.last_read
 
     async def close(self, generation_id: str) -> None:
-        self._channels.pop(generation_id, None)
+        channel = self._channels.pop(generation_id, None)
+        if channel is not None:
+            channel.close()

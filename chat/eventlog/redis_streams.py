@@ -36,6 +36,7 @@ local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local n = 1
 if #last > 0 then n = tonumber(string.match(last[1][1], '%d+$')) + 1 end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. n, 'k', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], redis.call('TTL', KEYS[2]))
 if ARGV[1] ~= 'delta' then redis.call('HSET', KEYS[2], 'ended', '1') end
 return n
 """

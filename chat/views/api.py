@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from chat import generation as generations
 from chat import services
+from chat.eventlog import EventLogUnavailable
 from chat.limits import LimitExceeded
 from chat.middleware import request_id_var
 from chat.models import Conversation, Generation, Message
@@ -117,7 +118,14 @@ async def _answer(
         return json_error(409, "nothing_to_answer", "This conversation has no message to answer.")
     except LimitExceeded as exc:
         return too_many_requests(exc)
-    await generations.start(generation)
+    try:
+        await generations.start(generation)
+    except EventLogUnavailable:
+        response = json_error(
+            503, "event_log_unavailable", "Answers cannot stream right now; retry."
+        )
+        response["Retry-After"] = "2"
+        return response
     if accepts_event_stream(request):
         return await event_stream_response(generation)
     return JsonResponse(

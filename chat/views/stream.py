@@ -1,5 +1,6 @@
 """The SSE stream of a generation's events, for EventSource and for fetch readers."""
 
+import contextlib
 import logging
 import re
 import time
@@ -83,20 +84,25 @@ async def event_stream_response(
 
 
 async def _frames(generation_id: str, events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
-    log = get_event_log()
     yield sse.preamble(settings.CHAT_SSE_RETRY_MS)
     try:
-        await log.touch_reader(generation_id)
+        await _touch(generation_id)
         last_touch = time.monotonic()
         async for frame in sse.with_heartbeat(_encoded(events), settings.CHAT_SSE_HEARTBEAT):
             yield frame
             if time.monotonic() - last_touch >= settings.CHAT_SSE_HEARTBEAT:
                 # Someone is still reading: the answer is not abandoned.
-                await log.touch_reader(generation_id)
+                await _touch(generation_id)
                 last_touch = time.monotonic()
     except EventLogUnavailable as exc:
         # End the response: EventSource reconnects with Last-Event-ID and resumes.
         logger.warning("stream of %s broke off: %s", generation_id, exc)
+
+
+async def _touch(generation_id: str) -> None:
+    # Advisory only: a finished answer replays from the database without the log.
+    with contextlib.suppress(EventLogUnavailable):
+        await get_event_log().touch_reader(generation_id)
 
 
 async def _encoded(events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
