@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from chat import context, limits
+from chat import generation as generations
 from chat.models import Conversation, Generation, Message
 from chat.titles import shortened
 
@@ -48,6 +49,15 @@ async def answer_again(
     The answers after that message are deleted: the conversation goes on from the new one.
     """
     return await sync_to_async(_answer_again)(conversation.pk, content, request_id)
+
+
+async def conversation_delete(*, conversation: Conversation) -> None:
+    """Stop the conversation's running answers (closing their upstream requests), then delete it."""
+    async for running in Generation.objects.filter(
+        conversation=conversation, message__status=Message.Status.STREAMING
+    ):
+        await generations.cancel(running)
+    await conversation.adelete()
 
 
 async def conversation_rename(*, conversation: Conversation, title: str) -> None:

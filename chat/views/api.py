@@ -55,11 +55,7 @@ async def conversation(request: HttpRequest, pk: str) -> HttpResponse:
     except Conversation.DoesNotExist:
         return json_error(404, "not_found", "No such conversation.")
     if request.method == "DELETE":
-        async for running in Generation.objects.filter(
-            conversation=found, message__status=Message.Status.STREAMING
-        ):
-            await generations.cancel(running)
-        await found.adelete()
+        await services.conversation_delete(conversation=found)
         return HttpResponse(status=204)
     if request.method == "PATCH":
         title = text_field(json_body(request), "title", max_length=200, required=True)

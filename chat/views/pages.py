@@ -145,13 +145,8 @@ async def delete(request: HttpRequest, pk: str) -> HttpResponse:
     if request.method != "POST":
         context = {"conversation": found, "groups": await conversation_groups(user)}
         return await _render(request, "chat/delete.html", context)
-    # The same steps as the API's DELETE: stop what still streams, then delete.
-    async for running in Generation.objects.filter(
-        conversation=found, message__status=Message.Status.STREAMING
-    ):
-        await generations.cancel(running)
     title = str(found)
-    await found.adelete()
+    await services.conversation_delete(conversation=found)
     flash.success(request, f"Deleted “{title}”.")
     return _redirect(request, reverse("chat:home"))
 
