@@ -118,3 +118,4 @@ async def api(alice: User, settings) -> AsyncIterator[AsgiClient]:
 @pytest.fixture
 async def bob_api(bob: User) -> AsyncIterator[AsgiClient]:
     yield AsgiClient(await sync_to_async(session_cookie)(bob))
+    await sync_to_async(connections.close_all)()
