@@ -19,11 +19,11 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
-from chat import answer_cache, context, limits, provider, titles
+from chat import answer_cache, limits, provider, titles, usage
 from chat.answer_cache import CachedAnswer
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.middleware import request_id_var
-from chat.models import Conversation, Generation, Message, Usage
+from chat.models import Conversation, Generation, Message
 from chat.provider import Finish, ProviderError
 from chat.replay import settle, terminal_event
 
@@ -290,29 +290,6 @@ async def _finish(generation: Generation, answer: Answer) -> None:
     )
 
 
-def _record_usage(generation: Generation, answer: Answer) -> None:
-    model = generation.model
-    if answer.usage:
-        prompt, completion, estimated = (
-            answer.usage["prompt_tokens"],
-            answer.usage["completion_tokens"],
-            False,
-        )
-    else:
-        prompt, _ = context.message_tokens(generation.request["messages"], model)
-        completion, _ = context.count_tokens(answer.text, model)
-        estimated = True
-    Usage.objects.create(
-        user_id=generation.conversation.owner_id,
-        model=model,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        estimated=estimated,
-        cached=answer.cached,
-        generation=generation,
-    )
-
-
 def _save_outcome(generation: Generation, answer: Answer) -> bool:
     """Write the answer's outcome unless the generation has ended already."""
     message = generation.message
@@ -345,7 +322,14 @@ def _save_outcome(generation: Generation, answer: Answer) -> bool:
         if not claimed:
             return False
         message.save()
-        _record_usage(generation, answer)
+        usage.record(
+            user_id=generation.conversation.owner_id,
+            request=generation.request,
+            text=answer.text,
+            usage=answer.usage,
+            cached=answer.cached,
+            generation=generation,
+        )
         Conversation.objects.filter(pk=generation.conversation_id).update(
             updated_at=generation.finished_at
         )
