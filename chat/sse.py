@@ -34,6 +34,11 @@ def encode(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
+async def encode_all(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield encode(event)
+
+
 def preamble(retry_ms: int) -> bytes:
     """Return the first bytes of a stream: the reconnect delay and an opening comment."""
     # Sent at once, before the model's first token: daphne sends the headers only

@@ -2,10 +2,10 @@
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from chat.limits import LimitExceeded
 
@@ -28,6 +28,14 @@ def json_error(status: int, code: str, message: str) -> JsonResponse:
 def too_many_requests(exc: LimitExceeded) -> JsonResponse:
     response = json_error(429, exc.code, exc.message)
     response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def event_stream(frames: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    """Return an SSE response that no proxy buffers or transforms."""
+    response = StreamingHttpResponse(frames, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache, no-transform"
+    response["X-Accel-Buffering"] = "no"
     return response
 
 

@@ -16,7 +16,7 @@ from chat.blocks import with_blocks
 from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.models import Generation
 from chat.replay import events_after, text_before
-from chat.views.responses import BadRequest, api_view, json_error
+from chat.views.responses import BadRequest, api_view, event_stream, json_error
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +74,7 @@ async def event_stream_response(
     # The stream reads only the event log: give the request's database connection
     # back now rather than holding it for the life of the stream.
     await sync_to_async(close_old_connections)()
-    response = StreamingHttpResponse(
-        _frames(str(generation.pk), events or events_after(generation, 0)),
-        content_type="text/event-stream; charset=utf-8",
-    )
-    response["Cache-Control"] = "no-cache, no-transform"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return event_stream(_frames(str(generation.pk), events or events_after(generation, 0)))
 
 
 async def _frames(generation_id: str, events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
@@ -88,7 +82,7 @@ async def _frames(generation_id: str, events: AsyncIterator[sse.Event]) -> Async
     try:
         await _touch(generation_id)
         last_touch = time.monotonic()
-        async for frame in sse.with_heartbeat(_encoded(events), settings.CHAT_SSE_HEARTBEAT):
+        async for frame in sse.with_heartbeat(sse.encode_all(events), settings.CHAT_SSE_HEARTBEAT):
             yield frame
             if time.monotonic() - last_touch >= settings.CHAT_SSE_HEARTBEAT:
                 # Someone is still reading: the answer is not abandoned.
@@ -103,8 +97,3 @@ async def _touch(generation_id: str) -> None:
     # Advisory only: a finished answer replays from the database without the log.
     with contextlib.suppress(EventLogUnavailable):
         await get_event_log().touch_reader(generation_id)
-
-
-async def _encoded(events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield sse.encode(event)
