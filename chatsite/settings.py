@@ -7,6 +7,7 @@ the real parts are switched on by environment variables alone. README.md lists t
 """
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -21,6 +22,11 @@ def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def invalid(name: str, allowed: str, value: str) -> ImproperlyConfigured:
+    """The start-up error for a variable: its name, what it may be, and what it was."""
+    return ImproperlyConfigured(f"{name} must be {allowed}, not {value!r}")
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -29,7 +35,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if value.lower() in ("0", "false", "no", "off"):
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
+    raise invalid(name, "a boolean: 1, true, yes or on; 0, false, no or off", value)
 
 
 def env_number[N: (int, float)](name: str, default: N, *, minimum: N) -> N:
@@ -37,13 +43,21 @@ def env_number[N: (int, float)](name: str, default: N, *, minimum: N) -> N:
     if value is None or value == "":
         return default
     kind = type(default)
+    allowed = f"{'a whole number' if kind is int else 'a number'} of at least {minimum}"
     try:
         number = kind(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a {kind.__name__}, not {value!r}") from None
-    if number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value!r}")
+        raise invalid(name, allowed, value) from None
+    if not math.isfinite(number) or number < minimum:  # float() reads "nan" and "inf"
+        raise invalid(name, allowed, value)
     return number
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name) or default
+    if value not in choices:
+        raise invalid(name, f"{', '.join(choices[:-1])} or {choices[-1]}", value)
+    return value
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -188,7 +202,10 @@ LOGGING = {
             "formatter": "plain",
         },
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    },
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
@@ -212,15 +229,19 @@ def env_models(name: str, default: str) -> tuple[list[str], dict[str, dict[str, 
     try:
         entries = json.loads(raw)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+        raise ImproperlyConfigured(
+            f"{name} must be comma-separated names or a JSON list; it is not valid JSON: {exc}"
+        ) from None
     names, endpoints = [], {}
     for entry in entries if isinstance(entries, list) else [None]:
         spec = {"name": entry} if isinstance(entry, str) else entry
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        if not isinstance(spec, dict) or "name" not in spec:
             raise ImproperlyConfigured(f"{name}: each entry needs a name, not {entry!r}")
         unknown = set(spec) - {"name", "label", "base_url", "api_key_env"}
         if unknown:
             raise ImproperlyConfigured(f"{name}: unknown keys {sorted(unknown)} in {spec}")
+        if not all(isinstance(value, str) and value for value in spec.values()):
+            raise ImproperlyConfigured(f"{name}: the values in {spec} must be non-empty strings")
         endpoint = {"label": spec.get("label", spec["name"]), "base_url": spec.get("base_url", "")}
         if spec.get("api_key_env"):
             if spec["api_key_env"] not in os.environ:
@@ -257,9 +278,9 @@ CHAT_SSE_RETRY_MS = env_number("CHAT_SSE_RETRY_MS", 1000, minimum=0)
 CHAT_CHECKPOINT_INTERVAL = env_number("CHAT_CHECKPOINT_INTERVAL", 2.0, minimum=0.0)
 
 # Where answers' events live while they stream: "memory" (one process) or "redis".
-CHAT_EVENT_LOG = env_str("CHAT_EVENT_LOG", "redis" if REDIS_URL else "memory")
-if CHAT_EVENT_LOG not in ("memory", "redis"):
-    raise ImproperlyConfigured(f"CHAT_EVENT_LOG must be memory or redis, not {CHAT_EVENT_LOG!r}")
+CHAT_EVENT_LOG = env_choice(
+    "CHAT_EVENT_LOG", "redis" if REDIS_URL else "memory", ("memory", "redis")
+)
 if CHAT_EVENT_LOG == "redis" and not REDIS_URL:
     raise ImproperlyConfigured("CHAT_EVENT_LOG=redis needs REDIS_URL")
 # Seconds a finished answer's events stay in Redis (after that they replay from the database).
@@ -276,24 +297,22 @@ CHAT_CANCEL_POLL_INTERVAL = env_number("CHAT_CANCEL_POLL_INTERVAL", 0.2, minimum
 # from the cache for CHAT_CACHE_TTL seconds (0: no cache). CHAT_CACHE_MODE "all" caches
 # every complete answer; "deterministic" only those asked with temperature 0.
 CHAT_CACHE_TTL = env_number("CHAT_CACHE_TTL", 3600, minimum=0)
-CHAT_CACHE_MODE = env_str("CHAT_CACHE_MODE", "all")
-if CHAT_CACHE_MODE not in ("all", "deterministic"):
-    raise ImproperlyConfigured(
-        f"CHAT_CACHE_MODE must be all or deterministic, not {CHAT_CACHE_MODE!r}"
-    )
+CHAT_CACHE_MODE = env_choice("CHAT_CACHE_MODE", "all", ("all", "deterministic"))
 
 
 def env_rates(name: str, default: str) -> dict[str, int]:
     """Read limits like "20/minute,500/day" into {"minute": 20, "day": 500}."""
-    rates = {}
-    for item in env_str(name, default).split(","):
-        count, _, period = item.strip().partition("/")
-        if not item.strip():
-            continue
-        if period not in ("minute", "hour", "day") or not count.isdigit() or int(count) < 1:
-            raise ImproperlyConfigured(
-                f"{name}: {item.strip()!r} is not like 20/minute, 100/hour or 500/day"
-            )
+    allowed = (
+        "limits like 20/minute,100/hour,500/day: a whole number of at least 1 "
+        "per minute, hour or day, each period at most once"
+    )
+    rates: dict[str, int] = {}
+    for item in filter(None, (item.strip() for item in env_str(name, default).split(","))):
+        count, _, period = item.partition("/")
+        # isascii(): isdigit() is true of "²", which int() refuses.
+        counted = count.isascii() and count.isdigit() and int(count) >= 1
+        if not counted or period not in ("minute", "hour", "day") or period in rates:
+            raise invalid(name, allowed, item)
         rates[period] = int(count)
     return rates
 
