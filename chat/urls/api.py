@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import api, stream
+from chat.views import api, completions, stream
 
 app_name = "api"
 
@@ -11,4 +11,6 @@ urlpatterns = [
     path("conversations/<uuid:pk>/regenerate", api.regenerate, name="regenerate"),
     path("generations/<uuid:pk>/stream", stream.generation_stream, name="generation-stream"),
     path("generations/<uuid:pk>/cancel", api.generation_cancel, name="generation-cancel"),
+    path("completions", completions.completion, name="completions"),
+    path("chat/completions", completions.chat_completion, name="chat-completions"),
 ]
