@@ -393,6 +393,10 @@ async def test_a_post_asking_for_event_stream_gets_the_stream_itself(api, upstre
     assert response.headers["content-type"].startswith("text/event-stream")
     assert text_of(events) == "Echo: one two"
     assert events[-1].event == "done"
+    replayed = await read_events(await api.get(response.headers["location"]))
+    assert replayed == events
+    cancelled = await api.post(response.headers["x-cancel-url"])
+    assert (await cancelled.json())["finished"] is True
 
 
 async def test_the_demo_model_answers_through_the_sdk(api, settings):

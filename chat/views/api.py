@@ -123,7 +123,11 @@ async def _answer(
         response["Retry-After"] = "2"
         return response
     if accepts_event_stream(request):
-        return await event_stream_response(generation)
+        response = await event_stream_response(generation)
+        # Where to reconnect, and what to cancel, for a client that has only this stream.
+        response["Location"] = generation.get_stream_url()
+        response["X-Cancel-URL"] = generation.get_cancel_url()
+        return response
     return JsonResponse(
         {"message": message_dict(question), "generation": generation_dict(generation)},
         status=202,
