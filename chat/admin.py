@@ -2,7 +2,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -53,12 +54,14 @@ class ConversationAdmin(admin.ModelAdmin):
     inlines = [MessageInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        # Subqueries, not aggregates over a join: a filter or search on messages joins them
+        # again, and a Sum over both joins would count every message once per match.
         return (
             super()
             .get_queryset(request)
             .annotate(
-                message_total=Count("messages", distinct=True),
-                token_total=Sum("messages__prompt_tokens") + Sum("messages__completion_tokens"),
+                message_total=Coalesce(_per_conversation(Count("pk")), 0),
+                token_total=_per_conversation(Sum("prompt_tokens") + Sum("completion_tokens")),
             )
         )
 
@@ -76,6 +79,12 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="tokens", ordering="token_total")
     def tokens(self, conversation: Any) -> int:
         return conversation.token_total or 0
+
+
+def _per_conversation(aggregate: Any) -> Subquery:
+    """The aggregate over the messages of each conversation in the outer query."""
+    messages = Message.objects.filter(conversation=OuterRef("pk")).order_by()
+    return Subquery(messages.values("conversation").annotate(value=aggregate).values("value"))
 
 
 class RunningFilter(admin.SimpleListFilter):

@@ -45,6 +45,16 @@ def test_it_lists_conversations_with_owner_counts_and_tokens(staff_client, trans
     )
 
 
+def test_token_totals_stay_exact_under_a_filter_or_search_on_messages(staff_client, transcript):
+    # Both messages match, so a join for the filter or search would count each one twice.
+    filtered = staff_client.get("/admin/chat/conversation/", {"messages__status": "complete"})
+    searched = staff_client.get("/admin/chat/conversation/", {"q": "e"})
+
+    for response in (filtered, searched):
+        (row,) = response.context["cl"].result_list
+        assert (row.message_total, row.token_total) == (2, 42)
+
+
 def test_it_searches_titles_and_message_text(staff_client, transcript, bob):
     Conversation.objects.create(owner=bob, title="Other", model="gpt-test")
 
