@@ -1,13 +1,18 @@
 """Several server processes sharing Redis and the database, as in production."""
 
 import asyncio
+import contextlib
 import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from chat import limits
 from chat.models import Message
 from tests.asgi_client import CSRF_TOKEN, parse_events
 from tests.conftest import redis_url, session_cookie
@@ -35,14 +40,34 @@ def server_env(fake_openai) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def two_servers(django_db_setup, django_db_blocker, fake_openai):
+@contextlib.contextmanager
+def serving_twice(env: dict[str, str]):
     """Two processes, A and B, on their own ports, sharing Redis and the database."""
-    with django_db_blocker.unblock():
-        env = server_env(fake_openai)
     a, b = free_port(), free_port()
     with daphne(a, env), daphne(b, env):
         yield f"http://127.0.0.1:{a}", f"http://127.0.0.1:{b}"
+
+
+@pytest.fixture(scope="module")
+def two_servers(django_db_setup, django_db_blocker, fake_openai):
+    with django_db_blocker.unblock():
+        env = server_env(fake_openai)
+    with serving_twice(env) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="module")
+def two_limited_servers(django_db_setup, django_db_blocker, fake_openai):
+    """Two processes whose users may send 3 messages an hour and stream 2 answers at once.
+
+    An hourly window: a test crossing a minute boundary would see its counter reset.
+    """
+    with django_db_blocker.unblock():
+        env = server_env(fake_openai)
+    with serving_twice(
+        {**env, "CHAT_RATE_LIMITS": "3/hour", "CHAT_MAX_CONCURRENT": "2"}
+    ) as servers:
+        yield servers
 
 
 class Browser:
@@ -55,12 +80,16 @@ class Browser:
             timeout=10,
         )
 
-    async def ask(self, server: str, prompt: str) -> dict:
-        conversation = (await self.client.post(f"{server}/api/conversations/", json={})).json()
-        response = await self.client.post(
-            f"{server}/api/conversations/{conversation['id']}/messages/",
-            json={"content": prompt},
+    async def conversation(self, server: str) -> str:
+        return (await self.client.post(f"{server}/api/conversations/", json={})).json()["id"]
+
+    async def post(self, server: str, conversation: str, prompt: str) -> httpx2.Response:
+        return await self.client.post(
+            f"{server}/api/conversations/{conversation}/messages/", json={"content": prompt}
         )
+
+    async def ask(self, server: str, prompt: str) -> dict:
+        response = await self.post(server, await self.conversation(server), prompt)
         assert response.status_code == 202, response.text
         return response.json()["generation"]
 
@@ -86,6 +115,16 @@ async def browser(alice):
     browser = Browser(await sync_to_async(session_cookie)(alice))
     yield browser
     await browser.client.aclose()
+
+
+@pytest.fixture
+def fresh_limits(alice) -> None:
+    """Forget alice's counters in Redis: a user of an earlier run may have had her id."""
+    with redis.Redis.from_url(redis_url()) as client:
+        patterns = (f"*:chat:rate:{alice.pk}:*", f"*:chat:streaming:{alice.pk}")
+        keys = [key for pattern in patterns for key in client.scan_iter(pattern)]
+        if keys:
+            client.delete(*keys)
 
 
 def text_of(events) -> str:
@@ -195,3 +234,89 @@ async def test_a_client_vanishing_mid_frame_harms_neither_the_answer_nor_the_ser
     assert b"200 OK" in received
     assert events[-1].event == "done"
     assert text_of(events) == (await answer(generation)).content
+
+
+def assert_refused(response: httpx2.Response, code: str, longest_wait: int) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == code
+    retry_after = response.headers["retry-after"]
+    assert retry_after.isdigit() and 0 < int(retry_after) <= longest_wait
+
+
+async def test_the_message_rate_limit_holds_across_two_processes(
+    two_limited_servers, browser, fresh_limits, fake_openai
+):
+    a, b = two_limited_servers
+    fake_openai.reset()
+    for server in (a, b, a):  # each answer read to its end: only the rate limit can refuse
+        await browser.events(server, await browser.ask(server, "Hi"))
+
+    refused = [await browser.post(s, await browser.conversation(s), "Hi") for s in (b, a)]
+
+    for response in refused:
+        assert_refused(response, "rate_limited", longest_wait=3600)
+
+
+async def test_answers_streaming_at_once_are_capped_across_two_processes(
+    two_limited_servers, browser, fresh_limits, fake_openai
+):
+    a, b = two_limited_servers
+    fake_openai.reset()
+    fake_openai.reply_to("slow", Reply(tokens=["a "] * 500, token_delay=0.02))
+    servers = [a, b, a, b, a]
+    conversations = [await browser.conversation(server) for server in servers]
+
+    responses = await asyncio.gather(
+        *[browser.post(s, c, "slow") for s, c in zip(servers, conversations, strict=True)]
+    )
+
+    assert sorted(r.status_code for r in responses) == [202, 202, 429, 429, 429]
+    for server, response in zip(servers, responses, strict=True):
+        if response.status_code == 429:
+            assert_refused(response, "too_many_streams", longest_wait=5)
+            continue
+        generation = response.json()["generation"]
+        await browser.client.post(f"{server}{generation['cancel_url']}")
+        assert (await browser.events(server, generation))[-1].event == "done"
+
+
+def admit_at_once(user, clients: int) -> list[str]:
+    """limits.admit(user) from many threads released together: each one's outcome, sorted.
+
+    Each thread is a cache client of its own, as server processes are. (Over HTTP, SQLite's
+    write lock serialises admissions even across processes; PostgreSQL's does not.)
+    """
+    start = threading.Barrier(clients)
+
+    def attempt(_: int) -> str:
+        start.wait()
+        try:
+            limits.admit(user)
+        except limits.LimitExceeded as exc:
+            return exc.code
+        return "admitted"
+
+    with ThreadPoolExecutor(clients) as pool:
+        return sorted(pool.map(attempt, range(clients)))
+
+
+def test_streaming_slots_are_counted_atomically_when_many_clients_ask_at_once(
+    settings, alice, any_cache
+):
+    settings.CHAT_MAX_CONCURRENT = 2
+    settings.CHAT_RATE_LIMITS = {}
+
+    first = admit_at_once(alice, 10)
+    limits.release(alice.pk)
+    limits.release(alice.pk)
+    second = admit_at_once(alice, 10)
+
+    # The refused took no slot: the two released are all there is to take again.
+    assert first == second == ["admitted"] * 2 + ["too_many_streams"] * 8
+
+
+def test_messages_are_counted_atomically_when_many_clients_ask_at_once(settings, alice, any_cache):
+    settings.CHAT_MAX_CONCURRENT = 20
+    settings.CHAT_RATE_LIMITS = {"hour": 2}
+
+    assert admit_at_once(alice, 10) == ["admitted"] * 2 + ["rate_limited"] * 8
