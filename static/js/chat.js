@@ -169,9 +169,7 @@
     async done(event) {
       this.seen(event);
       this.close();
-      if ((await refresh(this.bubble)) === "streaming") {
-        setTimeout(() => refresh(this.bubble), RETRY_MIN_MS); // the fetch itself failed
-      }
+      await settle(this.bubble);
       refreshSidebarSoon();
     }
 
@@ -236,6 +234,18 @@
       }
       ended(bubble);
     });
+  }
+
+  // The answer has ended and is stored: swap in its rendering, trying again with backoff
+  // while the server is out of reach. The streamed text stays on screen meanwhile; if
+  // the server never answers, the bubble at least stops looking live.
+  async function settle(bubble, delay = RETRY_MIN_MS) {
+    if ((await refresh(bubble)) !== "streaming") return;
+    if (delay > RETRY_MAX_MS) {
+      keepingPlace(() => ended(bubble));
+      return;
+    }
+    setTimeout(() => settle(bubble, delay * 2), delay);
   }
 
   // Swap a finished bubble for the server's rendering of the message (Markdown).

@@ -168,6 +168,31 @@ def test_a_reload_mid_answer_resumes_it_without_losing_or_repeating_a_word(
     assert answer_text(page).split() == [f"w{n}" for n in range(80)]
 
 
+def test_a_finished_answer_renders_even_if_the_server_is_briefly_out_of_reach(
+    open_session, alice_user, upstream_fake
+):
+    upstream_fake.reply_to("Hi", Reply(tokens=["**Bold** ", "move"], first_token_delay=1))
+    session = open_session(alice_user)
+    page = session.page
+    session.goto("/")
+    failures = []
+
+    def fail_twice(route) -> None:
+        if len(failures) < 2:
+            failures.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    # The finished message's rendering (/m/<id>/) fails twice, then comes back.
+    page.route(re.compile(r".*/m/[0-9a-f-]+/$"), fail_twice)
+    send(page, "Hi")
+    wait_finished(page)
+
+    assert len(failures) == 2
+    assert page.locator(".msg--complete .prose strong").inner_text() == "Bold"
+
+
 def test_regenerate_edit_and_retry(open_session, alice_user, upstream_fake):
     answers = iter(["First answer.", "Second answer.", "Third answer."])
     upstream_fake.reply_to("Hello", Reply(tokens=["x"]))
