@@ -4,11 +4,12 @@ from asgiref.sync import async_to_sync
 from django.contrib import admin
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from chat import generation as generations
-from chat.models import Conversation, Generation, Message
+from chat import usage
+from chat.models import Conversation, Generation, Message, Usage
 
 
 class MessageInline(admin.StackedInline):
@@ -165,3 +166,53 @@ class GenerationAdmin(admin.ModelAdmin):
         for generation in running:
             async_to_sync(generations.cancel)(generation)
         self.message_user(request, f"Asked {len(running)} running answer(s) to stop.")
+
+
+@admin.register(Usage)
+class UsageAdmin(admin.ModelAdmin):
+    """Tokens per answer, read-only, under per-user and per-model totals.
+
+    The totals are of every row the changelist selects, not only of the page shown: they
+    follow its filters, search and date drill-down. Pick a range with "created at", or
+    any with ?created_at__gte=...&created_at__lt=... in the URL.
+    """
+
+    list_display = [
+        "created_at",
+        "user",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached",
+        "estimated",
+    ]
+    list_filter = [
+        "created_at",
+        "model",
+        "cached",
+        "estimated",
+        ("user", admin.RelatedOnlyFieldListFilter),
+    ]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "model"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        # A redirect (bad filter parameters) or an action's response has no changelist.
+        context = getattr(response, "context_data", None)
+        if not context or "cl" not in context:
+            return response
+        rows = context["cl"].queryset
+        context["totals_overall"] = usage.overall(rows)
+        context["totals_by_user"] = usage.totals(rows, "user")
+        context["totals_by_model"] = usage.totals(rows, "model")
+        return response

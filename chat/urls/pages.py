@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import pages
+from chat.views import pages, usage
 
 app_name = "chat"
 
@@ -16,4 +16,5 @@ urlpatterns = [
     path("c/<uuid:pk>/export.md", pages.export_conversation, {"fmt": "md"}, name="export-markdown"),
     path("c/<uuid:pk>/export.json", pages.export_conversation, {"fmt": "json"}, name="export-json"),
     path("m/<uuid:pk>/", pages.message, name="message"),
+    path("usage/", usage.usage_page, name="usage"),
 ]
