@@ -1,6 +1,7 @@
 """Real server processes for the tests that need more than one."""
 
 import contextlib
+import getpass
 import os
 import signal
 import socket
@@ -67,3 +68,51 @@ def daphne(port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
                 process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+NGINX = "/usr/sbin/nginx"  # Debian's
+
+
+def nginx_config(site: Path, workdir: Path) -> str:
+    """A whole nginx.conf around a site file, with every path nginx writes under workdir."""
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {workdir / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""\
+# Workers as the test's own user (nginx ignores this, with a warning, unless run as root).
+user {getpass.getuser()};
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+    include /etc/nginx/mime.types;
+{temp_paths}
+    include {site};
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx(site: Path, port: int, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run nginx with a site file as this process's child (not a daemon), on port."""
+    config = workdir / "nginx.conf"
+    config.write_text(nginx_config(site, workdir))
+    command = [
+        NGINX,
+        *("-p", str(workdir), "-c", str(config)),
+        *("-g", f"daemon off; pid {workdir / 'nginx.pid'}; error_log {workdir / 'error.log'};"),
+    ]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    if checked.returncode:
+        raise RuntimeError(f"nginx refuses the configuration:\n{checked.stderr}")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield process
+    finally:
+        process.terminate()  # nginx's fast shutdown
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
