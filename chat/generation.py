@@ -69,8 +69,7 @@ async def start(generation: Generation) -> None:
     try:
         await get_event_log().open(str(generation.pk))
     except EventLogUnavailable:
-        await settle(generation.pk)
-        await sync_to_async(limits.release)(generation.conversation.owner_id)
+        await settle(generation.pk)  # which gives back its streaming slot
         raise
     # A fresh context: the task outlives the request, and must not share its
     # thread-sensitive executor or its database connection.

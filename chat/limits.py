@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.db.models import Sum
 from django.utils import timezone
 
+from chat import usage
 from chat.models import Usage
 
 WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -58,8 +59,9 @@ def _take_slot(user_id: Any) -> None:
     key = _slot_key(user_id)
     cache.add(key, 0, _slot_ttl())
     running = cache.incr(key)
-    cache.touch(key, _slot_ttl())
     if running > settings.CHAT_MAX_CONCURRENT:
+        # No touch here: a user retrying against a slot that a crashed process never
+        # gave back would otherwise keep it from expiring.
         cache.decr(key)
         raise LimitExceeded(
             "too_many_streams",
@@ -67,6 +69,7 @@ def _take_slot(user_id: Any) -> None:
             "Wait for one to finish, or stop it.",
             retry_after=5,
         )
+    cache.touch(key, _slot_ttl())
 
 
 def _count_message(user_id: Any) -> None:
@@ -91,7 +94,7 @@ def _check_budget(user: Any) -> None:
     budget = settings.CHAT_MONTHLY_TOKEN_BUDGET
     if not budget:
         return
-    start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = usage.month_start(timezone.now())
     spent = Usage.objects.filter(user=user, created_at__gte=start, cached=False).aggregate(
         total=Sum("prompt_tokens") + Sum("completion_tokens")
     )["total"]

@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
+from chat import limits
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.models import Generation, Message
 from chat.sse import Event
@@ -110,6 +111,8 @@ async def settle(generation_id: object) -> Generation | None:
     except Generation.DoesNotExist:
         return None  # deleted, with its conversation
     if settled_now:
+        # Its producer, gone, never gave back the streaming slot it held.
+        await sync_to_async(limits.release)(generation.conversation.owner_id)
         event = terminal_event(generation, generation.message)
         with contextlib.suppress(UnknownGeneration, LogClosed, EventLogUnavailable):
             await log.append(str(generation.pk), event.kind, event.data)
@@ -121,7 +124,9 @@ async def settle(generation_id: object) -> Generation | None:
 def _settle(generation_id: object, logged: list[Event]) -> tuple[Generation, bool]:
     with transaction.atomic():
         generation = (
-            Generation.objects.select_for_update().select_related("message").get(pk=generation_id)
+            Generation.objects.select_for_update(of=("self", "message"))
+            .select_related("message", "conversation")
+            .get(pk=generation_id)
         )
         if generation.is_finished:
             return generation, False

@@ -5,10 +5,11 @@ import asyncio
 import pytest
 from django.core.cache import cache
 
-from chat import context, generation
+from chat import context, generation, limits
 from chat.answer_cache import key_for
 from chat.models import Usage
 from tests.asgi_client import read_events
+from tests.conftest import redis_url
 from tests.fakeopenai import Reply
 from tests.test_stream import ask, stored_answer, stream, text_of
 
@@ -189,3 +190,18 @@ def test_trimming_drops_the_oldest_first():
 def test_tokens_are_counted_exactly_for_openai_models_and_estimated_otherwise():
     assert context.count_tokens("hello world", "gpt-4o") == (2, False)
     assert context.count_tokens("hello world", "llama3.2") == (3, True)
+
+
+def test_a_refused_stream_does_not_keep_a_stuck_slot_alive(alice, settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": redis_url()}
+    }
+    settings.CHAT_MAX_CONCURRENT = 1
+    cache.clear()
+    limits.admit(alice)  # a slot its crashed process will never give back
+    cache.touch(limits._slot_key(alice.pk), 30)
+
+    with pytest.raises(limits.LimitExceeded):
+        limits.admit(alice)
+
+    assert cache.ttl(limits._slot_key(alice.pk)) <= 30

@@ -75,6 +75,26 @@ async def test_the_sweeper_ends_answers_whose_process_is_gone(api, upstream, ali
     assert (await stored_answer(posted)).status in ("streaming", "complete")
 
 
+async def test_the_streaming_slot_of_an_answer_whose_process_is_gone_is_given_back(
+    api, upstream, alice, settings
+):
+    settings.CHAT_MAX_CONCURRENT = 1
+    conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
+    # Admitted, then never run: as if its process had died holding the user's one slot.
+    _, lost = await services.message_post(conversation=conversation, content="Hi")
+    await Generation.objects.filter(pk=lost.pk).aupdate(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    other = await (await api.post("/api/conversations/", {})).json()
+    url = f"/api/conversations/{other['id']}/messages/"
+    refused = await api.post(url, {"content": "Next"})
+
+    assert await sweeper.sweep() == 1
+
+    assert refused.status == 429
+    assert (await api.post(url, {"content": "Next"})).status == 202
+
+
 async def test_an_admin_can_stop_running_answers(api, upstream):
     upstream.reply_to("Hi", Reply(tokens=["a "] * 200, token_delay=0.02))
     posted = await ask(api, "Hi")
