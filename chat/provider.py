@@ -4,16 +4,20 @@ The model provider: the only module that knows the OpenAI SDK.
 `stream_chat(request)` sends one Chat Completions request and yields the answer's text
 deltas, then a `Finish`. Every SDK failure becomes a `ProviderError` with one of our
 own codes and a message a user can read. The upstream HTTP request is closed on every
-exit path, cancellation included (`async with stream`).
+exit path, cancellation included (`async with` on the SDK's streamed response).
 """
 
 import asyncio
+import contextlib
+import json
 import logging
+import ssl
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
 import openai
 from django.conf import settings
@@ -21,6 +25,11 @@ from django.conf import settings
 from chat.demo import DEMO_MODEL, DemoTransport
 
 logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 0.1  # seconds to wait for the end of a body after its [DONE]
+# What the SDK turns into APIConnectionError while it reads a stream (openai/_httpx2.py:
+# anyio's EndOfStream stands for TLS failures httpx2 does not map yet).
+TRANSPORT_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,38 +94,138 @@ async def stream_chat(request: dict[str, Any]) -> AsyncIterator[str | Finish]:
     """Yield the answer's text deltas for a Chat Completions request, then a Finish."""
     reason = ""
     usage = None
+    client = get_client(request["model"])
     try:
-        stream = await get_client(request["model"]).chat.completions.create(
+        # The SDK sends the request (auth, retries, timeouts, status errors); the body is
+        # read here: the SDK's typed object per chunk cost more than the rest of the relay.
+        async with client.chat.completions.with_streaming_response.create(
             **request, stream=True, stream_options={"include_usage": True}
-        )
-        async with stream:
-            async for chunk in stream:
-                if chunk.usage:
-                    usage = {
-                        "prompt_tokens": chunk.usage.prompt_tokens,
-                        "completion_tokens": chunk.usage.completion_tokens,
-                        "total_tokens": chunk.usage.total_tokens,
-                    }
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                if choice.delta.content:
-                    yield clean_text(choice.delta.content)
-                if choice.finish_reason:
-                    reason = choice.finish_reason
+        ) as response:
+            async for chunk in _chunks(response.http_response):
+                content, finish_reason, chunk_usage = _fields(chunk)
+                if chunk_usage is not None:
+                    usage = chunk_usage
+                if content:
+                    yield clean_text(content)
+                if finish_reason:
+                    reason = finish_reason
     except openai.APIError as exc:
         raise _provider_error(exc) from exc
-    except ValueError as exc:
-        # The SDK lets a stream frame that is not JSON escape as a plain ValueError.
-        logger.warning("upstream sent unreadable data: %s", exc)
-        raise ProviderError(
-            "upstream_malformed", "The model sent a reply that could not be read."
-        ) from exc
     if not reason:
         raise ProviderError(
             "upstream_incomplete", "The model's answer ended before it was finished."
         )
     yield Finish(reason, usage)
+
+
+async def _chunks(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """Yield the stream's JSON objects until [DONE] or its end; raise the SDK's errors."""
+    decoder = SSEDecoder()
+    body = response.aiter_bytes()
+    try:
+        async for data in body:
+            for payload in decoder.feed(data):
+                if payload.startswith(b"[DONE]"):
+                    await _drain(body)
+                    return
+                yield _json_object(payload, response.request)
+    except httpx2.TimeoutException as exc:
+        raise openai.APITimeoutError(request=response.request) from exc
+    except TRANSPORT_ERRORS as exc:
+        raise openai.APIConnectionError(request=response.request) from exc
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    # Reading an HTTP/1.1 body to its end lets its connection go back to the pool; a
+    # server that keeps it open after [DONE] gets a short wait, then the connection closes.
+    with contextlib.suppress(TimeoutError, *TRANSPORT_ERRORS):
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            async for _ in body:
+                pass
+
+
+def _json_object(payload: bytes, request: httpx2.Request) -> dict[str, Any]:
+    try:
+        chunk = json.loads(payload)
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise _malformed(payload) from exc
+    if not isinstance(chunk, dict):
+        raise _malformed(payload)
+    if chunk.get("error"):
+        raise _in_band_error(chunk["error"], request)
+    return chunk
+
+
+def _in_band_error(error: Any, request: httpx2.Request) -> openai.APIError:
+    """Return what the SDK raises for an error sent inside the stream, after the 200."""
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message:
+        message = "An error occurred during streaming"
+    return openai.APIError(message, request, body=error)
+
+
+def _fields(chunk: dict[str, Any]) -> tuple[str | None, str | None, dict[str, int] | None]:
+    """Return a chunk's text delta, finish reason and usage, each None when absent."""
+    try:
+        usage = chunk.get("usage")
+        choices = chunk.get("choices")
+        choice = choices[0] if choices else None
+        delta = choice.get("delta") if choice else None
+        content = delta.get("content") if delta else None
+        finish_reason = choice.get("finish_reason") if choice else None
+        if not isinstance(content, str | None) or not isinstance(finish_reason, str | None):
+            raise TypeError("content and finish_reason must be strings")
+        return content, finish_reason, _usage(usage) if usage else None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise _malformed(repr(chunk).encode()) from exc
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, int]:
+    prompt = int(usage["prompt_tokens"])
+    completion = int(usage["completion_tokens"])
+    # Some OpenAI-compatible servers leave the total out.
+    total = int(usage.get("total_tokens") or prompt + completion)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def _malformed(payload: bytes) -> ProviderError:
+    logger.warning("upstream sent unreadable data: %r", payload[:200])
+    return ProviderError("upstream_malformed", "The model sent a reply that could not be read.")
+
+
+class SSEDecoder:
+    """Split a Server-Sent Events byte stream into the data of its events.
+
+    Lines end in LF, CRLF or CR, and may be cut anywhere between two reads (inside a
+    UTF-8 character too: lines are split as bytes, and decoded as JSON once whole).
+    Comments (keep-alives) and the event, id and retry fields are of no use here.
+    """
+
+    def __init__(self) -> None:
+        self._line = b""  # the start of a line whose end has not arrived
+        self._data: list[bytes] = []  # the data lines of the event being read
+        self._after_cr = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Return the data of each event that `data` completes."""
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]  # the LF of a CRLF cut in two
+        if b"\r" in data:
+            self._after_cr = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            self._after_cr = False
+        lines = (self._line + data).split(b"\n") if self._line else data.split(b"\n")
+        self._line = lines.pop()
+        events = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append(b"\n".join(self._data))
+                    self._data = []
+            elif line.startswith(b"data:"):
+                self._data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+        return events
 
 
 async def complete(request: dict[str, Any]) -> str:

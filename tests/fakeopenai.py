@@ -53,8 +53,8 @@ class Reply:
     first_token_delay: float = 0.0
     # Seconds between two content chunks.
     token_delay: float = 0.0
-    # "stop" or "length".
-    finish_reason: str = "stop"
+    # "stop" or "length"; None sends no chunk with a finish_reason.
+    finish_reason: str | None = "stop"
     # Send the usage chunk when the request asks for it (stream_options.include_usage).
     usage: bool = True
     # Any other status answers with OpenAI's JSON error body instead of a stream.
@@ -73,6 +73,12 @@ class Reply:
     malformed: bool = False
     # After the tokens, send nothing more until the client closes the connection.
     hang: bool = False
+    # End the stream's lines with CRLF instead of LF.
+    crlf: bool = False
+    # Send an SSE comment line (a keep-alive) before every frame.
+    keep_alive: bool = False
+    # End the stream with `data: [DONE]`; False ends the body without it.
+    done: bool = True
 
 
 def echo_reply(prompt: str) -> Reply:
@@ -297,7 +303,12 @@ async def _stream(connection: _Connection, answer: _Answer, reply: Reply) -> _Ou
     await asyncio.sleep(reply.first_token_delay)
 
     async def send(payload: object, *, last: bool = False) -> None:
-        await connection.send_chunks(_sse_frame(payload), split=reply.split_writes, last=last)
+        frame = _sse_frame(payload)
+        if reply.keep_alive:
+            frame = b": keep-alive\n\n" + frame
+        if reply.crlf:
+            frame = frame.replace(b"\n", b"\r\n")
+        await connection.send_chunks(frame, split=reply.split_writes, last=last)
 
     await send(answer.chunk({"role": "assistant", "content": ""}))
     for index, token in enumerate(reply.tokens):
@@ -319,10 +330,14 @@ async def _stream(connection: _Connection, answer: _Answer, reply: Reply) -> _Ou
     if reply.hang:
         await asyncio.Event().wait()  # until the client leaves (or stop() cancels us)
 
-    await send(finish)
+    if reply.finish_reason is not None:
+        await send(finish)
     if answer.include_usage and reply.usage:
         await send(answer.usage_chunk())
-    await send("[DONE]", last=True)
+    if reply.done:
+        await send("[DONE]", last=True)
+    else:
+        await connection.end_chunked()
     return _Outcome.COMPLETED
 
 
@@ -521,6 +536,11 @@ class _Connection:
                 frame += b"0\r\n\r\n"
             self._writer.write(frame)
             await self._writer.drain()
+
+    async def end_chunked(self) -> None:
+        """End a chunked body without writing more data."""
+        self._writer.write(b"0\r\n\r\n")
+        await self._writer.drain()
 
     async def unless_client_leaves(self, work: Coroutine[Any, Any, _Outcome]) -> _Outcome:
         """Run work while watching the socket; ABORTED if the client closes it first."""
