@@ -5,7 +5,9 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.request import RawPostDataException
 
 from chat.limits import LimitExceeded
 
@@ -68,7 +70,11 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     """Return the request body as a JSON object, or raise BadRequest."""
     try:
         data = json.loads(request.body or b"{}")
-    except ValueError:
+    except RequestDataTooBig:
+        raise BadRequest("too_long", "The body is larger than this server accepts.") from None
+    except (ValueError, RecursionError, RawPostDataException):
+        # RecursionError: nested deeper than the parser goes. RawPostDataException: sent as
+        # multipart/form-data, which the CSRF check has already read as a form.
         raise BadRequest("invalid_json", "The body is not valid UTF-8 JSON.") from None
     if not isinstance(data, dict):
         raise BadRequest("invalid_json", "The body must be a JSON object.")
