@@ -1,0 +1,316 @@
+"""
+Who may do what, URL by URL: every named route of the project, with each method it
+accepts, as anonymous, as bob (another user), as staff and as alice, who owns every
+object in the world. Staff see other people's things in the admin only.
+
+A new URL without a row in MATRIX fails test_the_matrix_covers_every_named_route.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import Group, User
+from django.contrib.contenttypes.models import ContentType
+from django.db import connections
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from chat import generation
+from chat.models import Conversation, Generation, Message, Usage
+from tests.asgi_client import AsgiClient, Response
+from tests.conftest import session_cookie
+
+pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+
+# What a response is, for the table: a status, or one of these kinds of 302.
+LOGIN = "302 to login"
+ADMIN_LOGIN = "302 to admin login"
+REDIRECT = "302 elsewhere"
+
+type Outcome = int | str
+
+
+def page(alice: Outcome, *, others: Outcome = 404) -> dict[str, Outcome]:
+    return {"anonymous": LOGIN, "bob": others, "staff": others, "alice": alice}
+
+
+def api(alice: Outcome, *, others: Outcome = 404) -> dict[str, Outcome]:
+    return {"anonymous": 401, "bob": others, "staff": others, "alice": alice}
+
+
+def account(anonymous: Outcome, *, users: Outcome = REDIRECT) -> dict[str, Outcome]:
+    return {"anonymous": anonymous, "bob": users, "staff": users, "alice": users}
+
+
+def admin(staff: Outcome) -> dict[str, Outcome]:
+    return {"anonymous": ADMIN_LOGIN, "bob": ADMIN_LOGIN, "alice": ADMIN_LOGIN, "staff": staff}
+
+
+def form(**fields: str) -> tuple[str, bytes]:
+    return "application/x-www-form-urlencoded", urlencode(fields).encode()
+
+
+def json(text: str) -> tuple[str, bytes]:
+    return "application/json", text.encode()
+
+
+@dataclass(frozen=True)
+class Call:
+    expected: dict[str, Outcome]
+    # The same valid body for everyone: a refusal is for who asks, never for what.
+    body: tuple[str, bytes] = ("", b"")
+
+
+@dataclass(frozen=True)
+class Route:
+    calls: dict[str, Call]  # by method
+    kwargs: dict[str, str] = field(default_factory=dict)  # URL argument -> key of the world
+
+
+CONVERSATION = {"pk": "conversation"}
+
+
+def admin_model(name: str, target: str, *, add: int = 200, change: int = 200) -> dict[str, Route]:
+    """The five admin views of one model; `change` is what a POST to its change page gets."""
+    on_object = {"object_id": target}
+    return {
+        f"admin:{name}_changelist": Route({"GET": Call(admin(200))}),
+        f"admin:{name}_add": Route({"GET": Call(admin(add)), "POST": Call(admin(add), form())}),
+        f"admin:{name}_change": Route(
+            {"GET": Call(admin(200)), "POST": Call(admin(change), form())}, on_object
+        ),
+        f"admin:{name}_history": Route({"GET": Call(admin(200))}, on_object),
+        f"admin:{name}_delete": Route(
+            {"GET": Call(admin(200)), "POST": Call(admin(REDIRECT), form(post="yes"))}, on_object
+        ),
+    }
+
+
+MATRIX: dict[str, Route] = {
+    # For load balancers: open to anyone, saying nothing of anyone.
+    "healthz": Route({"GET": Call(account(200, users=200)), "HEAD": Call(account(200, users=200))}),
+    "readyz": Route({"GET": Call(account(200, users=200)), "HEAD": Call(account(200, users=200))}),
+    # Pages and htmx fragments.
+    "chat:home": Route(
+        {
+            "GET": Call(page(200, others=200)),
+            "POST": Call(page(REDIRECT, others=REDIRECT), form(content="Hi")),
+        }
+    ),
+    "chat:sidebar": Route({"GET": Call(page(200, others=200))}),
+    "chat:usage": Route({"GET": Call(page(200, others=200))}),
+    "chat:conversation": Route({"GET": Call(page(200))}, CONVERSATION),
+    "chat:message-create": Route({"POST": Call(page(REDIRECT), form(content="Hi"))}, CONVERSATION),
+    "chat:regenerate": Route({"POST": Call(page(REDIRECT), form())}, CONVERSATION),
+    "chat:edit": Route({"POST": Call(page(REDIRECT), form(content="Hi again"))}, CONVERSATION),
+    "chat:rename": Route({"POST": Call(page(REDIRECT), form(title="Renamed"))}, CONVERSATION),
+    "chat:delete": Route(
+        {"GET": Call(page(200)), "POST": Call(page(REDIRECT), form())}, CONVERSATION
+    ),
+    "chat:export-markdown": Route({"GET": Call(page(200))}, CONVERSATION),
+    "chat:export-json": Route({"GET": Call(page(200))}, CONVERSATION),
+    "chat:message": Route({"GET": Call(page(200))}, {"pk": "answer"}),
+    # Accounts: open to anyone; a logged-in user is sent home.
+    "login": Route(
+        {"GET": Call(account(200)), "POST": Call(account(200), form(username="x", password="y"))}
+    ),
+    "logout": Route({"POST": Call(account(REDIRECT))}),
+    "signup": Route({"GET": Call(account(200)), "POST": Call(account(422), form())}),
+    # The JSON API, the stream and the stateless completions.
+    "api:conversations": Route(
+        {"GET": Call(api(200, others=200)), "POST": Call(api(201, others=201), json("{}"))}
+    ),
+    "api:conversation": Route(
+        {
+            "GET": Call(api(200)),
+            "PATCH": Call(api(200), json('{"title": "Renamed"}')),
+            "DELETE": Call(api(204)),
+        },
+        CONVERSATION,
+    ),
+    "api:messages": Route({"POST": Call(api(202), json('{"content": "Hi"}'))}, CONVERSATION),
+    "api:regenerate": Route({"POST": Call(api(202), json("{}"))}, CONVERSATION),
+    "api:generation-stream": Route({"GET": Call(api(200))}, {"pk": "generation"}),
+    "api:generation-cancel": Route({"POST": Call(api(202))}, {"pk": "generation"}),
+    "api:completions": Route({"POST": Call(api(200, others=200), json('{"prompt": "Hi"}'))}),
+    "api:chat-completions": Route(
+        {
+            "POST": Call(
+                api(200, others=200), json('{"messages": [{"role": "user", "content": "Hi"}]}')
+            )
+        }
+    ),
+    # The admin: staff only, and there they see everyone's things.
+    "admin:index": Route({"GET": Call(admin(200))}),
+    "admin:app_list": Route({"GET": Call(admin(200))}, {"app_label": "app"}),
+    "admin:login": Route({"GET": Call({**account(200, users=200), "staff": REDIRECT})}),
+    "admin:logout": Route({"POST": Call(account(REDIRECT))}),
+    "admin:password_change": Route({"GET": Call(admin(200))}),
+    "admin:password_change_done": Route({"GET": Call(admin(200))}),
+    "admin:autocomplete": Route({"GET": Call(admin(403))}),
+    "admin:jsi18n": Route({"GET": Call(admin(200))}),
+    "admin:view_on_site": Route(
+        {"GET": Call(admin(REDIRECT))},
+        {"content_type_id": "conversation_type", "object_id": "conversation"},
+    ),
+    "admin:auth_user_password_change": Route({"GET": Call(admin(200))}, {"id": "alice"}),
+    **admin_model("auth_user", "alice"),
+    **admin_model("auth_group", "group"),
+    **admin_model("chat_conversation", "conversation", add=403),
+    **admin_model("chat_generation", "generation", add=403, change=403),
+    **admin_model("chat_usage", "usage", add=403, change=403),
+}
+
+# The world's objects that belong to alice: bob asking for them must look like a miss.
+ALICES = {"conversation", "answer", "generation"}
+
+
+def named_routes(patterns: list, namespace: str = "") -> Iterator[str]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            yield from named_routes(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield namespace + pattern.name
+
+
+def cells() -> list[tuple[str, str]]:
+    return [(name, method) for name, route in MATRIX.items() for method in route.calls]
+
+
+@pytest.fixture(autouse=True)
+def demo_model(settings) -> None:
+    """The offline demo model: the owner's posts start real answers, quickly."""
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = ""
+    settings.CHAT_DEMO = True
+    settings.CHAT_MODEL = "demo"
+    settings.CHAT_MODELS = ["demo"]
+    settings.CHAT_DEMO_TOKEN_DELAY = 0.0
+
+
+@pytest.fixture
+def world(alice: User, bob: User) -> dict[str, str]:
+    """Alice's finished exchange, her usage, a group; staff; and the ids of all of it."""
+    staff = User.objects.create_superuser("staff", "staff@example.com", "pw")
+    conversation = Conversation.objects.create(owner=alice, title="Tides", model="demo")
+    Message.objects.create(conversation=conversation, role="user", content="Hello?")
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", content="Hello there.", finish_reason="stop"
+    )
+    finished = Generation.objects.create(
+        message=answer,
+        conversation=conversation,
+        model="demo",
+        request={"model": "demo", "messages": [{"role": "user", "content": "Hello?"}]},
+        event_sizes=[6, 6],
+        last_event_id=3,
+        finished_at=timezone.now(),
+    )
+    usage = Usage.objects.create(
+        user=alice, model="demo", prompt_tokens=2, completion_tokens=3, generation=finished
+    )
+    return {
+        "conversation": str(conversation.pk),
+        "answer": str(answer.pk),
+        "generation": str(finished.pk),
+        "usage": str(usage.pk),
+        "alice": str(alice.pk),
+        "group": str(Group.objects.create(name="editors").pk),
+        "conversation_type": str(ContentType.objects.get_for_model(Conversation).pk),
+        "app": "chat",
+        **{f"{user.username}-session": session_cookie(user) for user in (alice, bob, staff)},
+    }
+
+
+@pytest.fixture
+async def clients(world: dict[str, str]) -> AsyncIterator[dict[str, AsgiClient]]:
+    yield {
+        "anonymous": AsgiClient(),
+        **{role: AsgiClient(world[f"{role}-session"]) for role in ("alice", "bob", "staff")},
+    }
+    await generation.wait_all()
+    await sync_to_async(connections.close_all)()
+
+
+def snapshot() -> list[tuple]:
+    """Every row a request could change, in full."""
+    return [
+        tuple(model.objects.order_by("pk").values_list())
+        for model in (User, Group, Conversation, Message, Generation, Usage)
+    ]
+
+
+async def call(client: AsgiClient, method: str, path: str, body: tuple[str, bytes]) -> Response:
+    content_type, data = body
+    headers = {"Content-Type": content_type} if content_type else {}
+    return await client.request(method, path, body=data, headers=headers)
+
+
+def outcome(response: Response) -> Outcome:
+    if response.status != 302:
+        return response.status
+    location = response.headers["location"]
+    if location.startswith("/accounts/login/?next="):
+        return LOGIN
+    if location.startswith("/admin/login/?next="):
+        return ADMIN_LOGIN
+    return REDIRECT
+
+
+def is_refusal(expected: Outcome) -> bool:
+    return expected in (LOGIN, ADMIN_LOGIN) or (isinstance(expected, int) and expected >= 400)
+
+
+def path_of(name: str, world: dict[str, str], replace: dict[str, str] | None = None) -> str:
+    ids = {**world, **(replace or {})}
+    return reverse(name, kwargs={arg: ids[key] for arg, key in MATRIX[name].kwargs.items()})
+
+
+def test_the_matrix_covers_every_named_route():
+    assert set(named_routes(get_resolver().url_patterns)) == set(MATRIX)
+
+
+@pytest.mark.parametrize(("name", "method"), cells())
+async def test_each_role_gets_exactly_its_status_and_a_refusal_changes_nothing(
+    name, method, world, clients
+):
+    call_ = MATRIX[name].calls[method]
+    path = path_of(name, world)
+    seen = {}
+    # Refusals first: what the others do must not depend on what alice did.
+    for role in sorted(call_.expected, key=lambda role: not is_refusal(call_.expected[role])):
+        before = await sync_to_async(snapshot)()
+        response = await call(clients[role], method, path, call_.body)
+        await response.body()  # to its end: a stream finishes, its answer is stored
+        seen[role] = outcome(response)
+        if is_refusal(call_.expected[role]):
+            assert await sync_to_async(snapshot)() == before, f"{role} changed the database"
+
+    assert seen == call_.expected
+
+
+@pytest.mark.parametrize(
+    ("name", "method"),
+    [
+        (name, method)
+        for name, method in cells()
+        if set(MATRIX[name].kwargs.values()) & ALICES and not name.startswith("admin:")
+    ],
+)
+async def test_another_users_id_is_indistinguishable_from_a_missing_one(
+    name, method, world, clients
+):
+    call_ = MATRIX[name].calls[method]
+    missing = {key: str(uuid.uuid4()) for key in ALICES}
+
+    foreign = await call(clients["bob"], method, path_of(name, world), call_.body)
+    absent = await call(clients["bob"], method, path_of(name, world, missing), call_.body)
+
+    assert foreign.status == absent.status == 404
+    assert foreign.headers["content-type"] == absent.headers["content-type"]
+    assert await foreign.body() == await absent.body()
