@@ -80,7 +80,8 @@ class Proxy:
 
 
 @pytest.fixture(scope="module")
-def started(django_db_setup, django_db_blocker, fake_openai, tmp_path_factory):
+def nginx_and_workers(django_db_setup, django_db_blocker, fake_openai, tmp_path_factory):
+    """nginx on deploy/nginx.conf in front of two daphne workers, for the whole module."""
     require_nginx()
     with django_db_blocker.unblock():
         env = {
@@ -102,15 +103,15 @@ def started(django_db_setup, django_db_blocker, fake_openai, tmp_path_factory):
 
 
 @pytest.fixture
-async def proxy(started, browser):
+async def proxy(nginx_and_workers, browser):
     """nginx and its two workers, each of which has answered once, directly.
 
     A worker's first answer loads what later ones reuse and can outlast the 1 s read
     timeout; nginx would then answer 504 and stop sending that worker requests for a while.
     """
-    for worker in started.workers:
+    for worker in nginx_and_workers.workers:
         await browser.events(f"http://{worker}", await browser.ask(f"http://{worker}", "warm"))
-    return started
+    return nginx_and_workers
 
 
 @dataclass
