@@ -12,5 +12,6 @@ urlpatterns = [
     path("", include("chat.urls.pages")),
 ]
 
+handler400 = "chat.views.errors.bad_request"
 handler404 = "chat.views.errors.not_found"
 handler500 = "chat.views.errors.server_error"

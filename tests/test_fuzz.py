@@ -244,9 +244,7 @@ async def test_a_malformed_id_in_the_path_is_a_json_404(api, method, template, p
     assert json.loads(content)["error"]["code"] == "not_found"
 
 
-# Django's CSRF check parses a form body before any view runs, and its HTML 400 page
-# answers a body it cannot parse; JSON under /api/ needs a handler400 in chatsite/urls.py.
-@pytest.mark.xfail(strict=True, reason="no JSON handler400 yet: Django's HTML 400 page")
+# Django's CSRF check parses a form body before any view runs: handler400 answers.
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [

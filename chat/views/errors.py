@@ -17,6 +17,14 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return default_csrf_failure(request, reason)
 
 
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    # Django answers here for a body it cannot parse (a broken multipart form, too many
+    # fields, too large) before any view, or the CSRF check, has run.
+    if _is_api(request):
+        return json_error(400, "bad_request", "The request could not be read.")
+    return defaults.bad_request(request, exception)
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
         return json_error(404, "not_found", "Nothing is here.")
