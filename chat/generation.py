@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
@@ -93,21 +93,23 @@ async def wait_all() -> None:
 
 
 async def _run_detached(generation_id: Any) -> None:
-    async with ThreadSensitiveContext():
-        try:
-            await run(generation_id)
-        except Exception:
-            # run() ends every answer itself; this is for what it could not survive
-            # (the database gone at the start, say): end it rather than leave it hanging.
-            logger.exception("generation %s failed before it could end", generation_id)
-            await settle(generation_id)
-        finally:
-            await sync_to_async(connections.close_all)()
+    # No ThreadSensitiveContext of its own: that is an OS thread per running answer.
+    # Its self-contained database calls run on any worker thread, the rest on asgiref's
+    # process-wide thread, whose connection is given back at the end.
+    try:
+        await run(generation_id)
+    except Exception:
+        # run() ends every answer itself; this is for what it could not survive
+        # (the database gone at the start, say): end it rather than leave it hanging.
+        logger.exception("generation %s failed before it could end", generation_id)
+        await settle(generation_id)
+    finally:
+        await sync_to_async(connections.close_all)()
 
 
 async def run(generation_id: Any) -> None:
     """Produce one answer from start to end, whatever happens upstream."""
-    generation = await sync_to_async(_load)(generation_id)
+    generation = await sync_to_async(_load, thread_sensitive=False)(generation_id)
     request_id_var.set(generation.request_id or "-")
     answer = Answer()
     key = None if generation.regenerated else answer_cache.key_for(generation.request)
@@ -244,7 +246,9 @@ def _load(generation_id: Any) -> Generation:
 
 async def _checkpoint(generation: Generation, answer: Answer) -> None:
     try:
-        await sync_to_async(_save_checkpoint)(generation, answer.text, answer.sizes)
+        await sync_to_async(_save_checkpoint, thread_sensitive=False)(
+            generation, answer.text, answer.sizes
+        )
     except DatabaseError:
         # The answer goes on; the final write tries again.
         logger.warning("checkpoint of generation %s failed", generation.pk)
