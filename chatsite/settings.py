@@ -64,7 +64,16 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+# "production" is the HTTPS site of docs/deploy.md: everything `manage.py check --deploy`
+# asks for, WhiteNoise for static files, JSON logs.
+DJANGO_ENV = env_choice("DJANGO_ENV", "development", ("development", "production"))
+PRODUCTION = DJANGO_ENV == "production"
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
+if PRODUCTION and DEBUG:
+    # Refused rather than ignored: a debug flag left in a production environment is a
+    # mistake to fix, and debug pages show settings and source to anyone.
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off when DJANGO_ENV=production")
 
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
@@ -75,8 +84,38 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-local-development-only"
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+def env_site_list(name: str, default: str, example: str) -> list[str]:
+    """Read a comma-separated list that production must set: no default fits a real site."""
+    values = env_list(name, "" if PRODUCTION else default)
+    if PRODUCTION and not values:
+        raise ImproperlyConfigured(
+            f"{name} must be set when DJANGO_ENV=production: comma-separated, e.g. {example}"
+        )
+    return values
+
+
+ALLOWED_HOSTS = env_site_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]", "chat.example.com")
+CSRF_TRUSTED_ORIGINS = env_site_list("CSRF_TRUSTED_ORIGINS", "", "https://chat.example.com")
+
+# HTTPS. Behind a proxy that ends TLS (deploy/nginx.conf) every request reaches Django as
+# plain HTTP; TRUST_X_FORWARDED_PROTO=1 makes it believe the proxy's X-Forwarded-Proto.
+# Only behind such a proxy: anywhere else a client could send the header itself.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+# Load balancers probe each worker directly, over plain HTTP (chatsite/urls.py).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_number(
+    "SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+# Django's defaults, stated so that the whole HTTP security posture reads in one place.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     # daphne before staticfiles: its runserver serves ASGI, so streams really stream.
@@ -90,12 +129,15 @@ INSTALLED_APPS = [
     "chat",
 ]
 
-# Every middleware here is async-capable, so a stream pins no thread. No GZipMiddleware:
-# it would compress text/event-stream too; compress pages at the proxy instead.
+# Every middleware here is async-capable, so a stream pins no thread. WhiteNoise (production
+# only) is not: Django runs it in the request's thread, which it leaves before the response
+# streams. No GZipMiddleware: it would compress text/event-stream too; compress pages at
+# the proxy instead.
 MIDDLEWARE = [
     "chat.middleware.RequestIdMiddleware",
     "chat.sweeper.SweeperMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    *(["whitenoise.middleware.WhiteNoiseMiddleware"] if PRODUCTION else []),
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -124,13 +166,34 @@ TEMPLATES = [
     },
 ]
 
+
+def env_pool() -> dict[str, int | float] | None:
+    """Read the size of psycopg's connection pool per process (None: no pool)."""
+    max_size = env_number("CHAT_DB_POOL_MAX", 10, minimum=0)
+    min_size = env_number("CHAT_DB_POOL_MIN", 2, minimum=0)
+    timeout = env_number("CHAT_DB_POOL_TIMEOUT", 10.0, minimum=0.1)
+    if max_size and min_size > max_size:
+        raise invalid("CHAT_DB_POOL_MIN", f"at most CHAT_DB_POOL_MAX ({max_size})", str(min_size))
+    return {"min_size": min_size, "max_size": max_size, "timeout": timeout} if max_size else None
+
+
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        # Persistent connections must stay off under ASGI (Django's async docs).
+        # Persistent connections must stay off under ASGI (Django's async docs): on
+        # PostgreSQL the pool below reuses connections instead.
         conn_max_age=0,
+        # With the pool: a connection is checked before a request gets it, so one that
+        # died with a database restart is replaced instead of failing that request.
+        conn_health_checks=True,
     )
 }
+CHAT_DB_POOL = env_pool()
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and CHAT_DB_POOL:
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": CHAT_DB_POOL,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Generations write from background tasks while requests read: WAL lets
@@ -172,7 +235,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
+# Production serves the collected files compressed, with their content's hash in their
+# names so browsers keep them for good; development serves static/ as it is.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 # No inline script or style anywhere: only our own static files may run.
 SECURE_CSP = {
@@ -186,20 +259,22 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
 }
-X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "chat.middleware.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "chat.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "filters": ["request_id"],
-            "formatter": "plain",
+            "formatter": env_choice(
+                "CHAT_LOG_FORMAT", "json" if PRODUCTION else "text", ("text", "json")
+            ),
         },
     },
     "root": {

@@ -4,6 +4,7 @@ import os
 import runpy
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,11 @@ from django.core.exceptions import ImproperlyConfigured
 from tests.servers import ROOT
 
 # Prefixes of every variable chatsite/settings.py reads that would change these tests.
-READ_BY_SETTINGS = ("CHAT_", "OPENAI_", "DJANGO_DEBUG", "REDIS_URL", "LOG_LEVEL", "SECRET_KEY")
+READ_BY_SETTINGS = (
+    *("CHAT_", "OPENAI_", "DJANGO_DEBUG", "REDIS_URL", "LOG_LEVEL", "SECRET_KEY"),
+    *("DJANGO_ENV", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "SECURE_", "TRUST_X_FORWARDED_PROTO"),
+    "STATIC_ROOT",
+)
 
 
 def startup_environment(env: dict[str, str]) -> dict[str, str]:
@@ -85,6 +90,15 @@ NONSENSE = [
     ("CHAT_MODELS", '[""]', "must be non-empty strings"),
     ("CHAT_MODELS", '[{"name": "a", "api_key_env": "CHAT_NO_SUCH_KEY"}]', "is not set"),
     ("CHAT_MODELS", ",", "names no model"),
+    ("DJANGO_ENV", "staging", "development or production"),
+    ("CHAT_LOG_FORMAT", "xml", "text or json"),
+    ("SECURE_SSL_REDIRECT", "sometimes", BOOLEAN),
+    ("SECURE_HSTS_SECONDS", "1y", f"{WHOLE} 0"),
+    ("SECURE_HSTS_PRELOAD", "2", BOOLEAN),
+    ("TRUST_X_FORWARDED_PROTO", "nginx", BOOLEAN),
+    ("CHAT_DB_POOL_MAX", "-1", f"{WHOLE} 0"),
+    ("CHAT_DB_POOL_MIN", "few", f"{WHOLE} 0"),
+    ("CHAT_DB_POOL_TIMEOUT", "0", "a number of at least 0.1"),
 ]
 
 
@@ -105,6 +119,10 @@ def test_a_nonsense_value_stops_start_up_saying_which_variable_and_what_it_may_b
         ({"CHAT_MODELS": "a,b", "CHAT_MODEL": "c"}, "CHAT_MODEL 'c' is not one of CHAT_MODELS"),
         ({"CHAT_EVENT_LOG": "redis"}, "CHAT_EVENT_LOG=redis needs REDIS_URL"),
         ({"DJANGO_DEBUG": "0"}, "SECRET_KEY is not set"),
+        (
+            {"CHAT_DB_POOL_MIN": "5", "CHAT_DB_POOL_MAX": "3"},
+            r"CHAT_DB_POOL_MIN must be at most CHAT_DB_POOL_MAX \(3\), not '5'",
+        ),
     ],
 )
 def test_settings_that_contradict_each_other_stop_start_up(monkeypatch, env, message):
@@ -149,6 +167,116 @@ def test_a_log_level_and_json_models_are_read_into_their_settings(monkeypatch):
         "label": "B",
         "base_url": "http://127.0.0.1:1/v1",
     }
+
+
+PRODUCTION = {
+    "DJANGO_ENV": "production",
+    "DJANGO_DEBUG": "0",
+    "SECRET_KEY": "k",
+    "ALLOWED_HOSTS": "chat.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://chat.example.com",
+}
+
+
+def test_production_turns_on_https_secure_cookies_hsts_whitenoise_and_json_logs(monkeypatch):
+    loaded = load_settings(monkeypatch, **PRODUCTION)
+
+    assert (loaded["DEBUG"], loaded["SECURE_SSL_REDIRECT"]) == (False, True)
+    assert loaded["SECURE_REDIRECT_EXEMPT"] == [r"^healthz$", r"^readyz$"]
+    assert (loaded["SESSION_COOKIE_SECURE"], loaded["CSRF_COOKIE_SECURE"]) == (True, True)
+    assert loaded["SECURE_HSTS_SECONDS"] == 365 * 24 * 3600
+    assert loaded["SECURE_HSTS_INCLUDE_SUBDOMAINS"] and loaded["SECURE_HSTS_PRELOAD"]
+    assert "SECURE_PROXY_SSL_HEADER" not in loaded
+    security = loaded["MIDDLEWARE"].index("django.middleware.security.SecurityMiddleware")
+    assert loaded["MIDDLEWARE"][security + 1] == "whitenoise.middleware.WhiteNoiseMiddleware"
+    assert loaded["STORAGES"]["staticfiles"]["BACKEND"] == (
+        "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    )
+
+
+def test_development_serves_static_as_it_is_over_http_with_text_logs(monkeypatch):
+    loaded = load_settings(monkeypatch)
+
+    assert (loaded["SECURE_SSL_REDIRECT"], loaded["SECURE_HSTS_SECONDS"]) == (False, 0)
+    assert loaded["SESSION_COOKIE_SECURE"] is False
+    assert "whitenoise.middleware.WhiteNoiseMiddleware" not in loaded["MIDDLEWARE"]
+    assert loaded["STORAGES"]["staticfiles"]["BACKEND"] == (
+        "django.contrib.staticfiles.storage.StaticFilesStorage"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "log_format"),
+    [
+        ({}, "text"),
+        ({"CHAT_LOG_FORMAT": "json"}, "json"),
+        (PRODUCTION, "json"),
+        ({**PRODUCTION, "CHAT_LOG_FORMAT": "text"}, "text"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_logs_are_json_lines_in_production_and_text_in_development_unless_chosen(
+    monkeypatch, env, log_format
+):
+    config = load_settings(monkeypatch, **env)["LOGGING"]
+
+    assert config["handlers"]["console"]["formatter"] == log_format
+    assert log_format in config["formatters"]
+
+
+@pytest.mark.parametrize(
+    ("env", "setting", "expected"),
+    [
+        (
+            {"TRUST_X_FORWARDED_PROTO": "1"},
+            "SECURE_PROXY_SSL_HEADER",
+            ("HTTP_X_FORWARDED_PROTO", "https"),
+        ),
+        ({"SECURE_HSTS_SECONDS": "3600"}, "SECURE_HSTS_SECONDS", 3600),
+        ({"SECURE_HSTS_PRELOAD": "0"}, "SECURE_HSTS_PRELOAD", False),
+        ({"SECURE_SSL_REDIRECT": "0"}, "SECURE_SSL_REDIRECT", False),
+        ({"STATIC_ROOT": "/srv/chat/staticfiles"}, "STATIC_ROOT", Path("/srv/chat/staticfiles")),
+        ({"ALLOWED_HOSTS": "a.example, b.example"}, "ALLOWED_HOSTS", ["a.example", "b.example"]),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_an_operator_may_change_each_production_default(monkeypatch, env, setting, expected):
+    value = load_settings(monkeypatch, **{**PRODUCTION, **env})[setting]
+
+    assert (value, type(value)) == (expected, type(expected))
+
+
+POSTGRES = "postgres://chat@db.example:5432/chat"
+
+
+@pytest.mark.parametrize(
+    ("env", "options"),
+    [
+        ({}, {"pool": {"min_size": 2, "max_size": 10, "timeout": 10.0}}),
+        (
+            {"CHAT_DB_POOL_MIN": "0", "CHAT_DB_POOL_MAX": "40", "CHAT_DB_POOL_TIMEOUT": "3"},
+            {"pool": {"min_size": 0, "max_size": 40, "timeout": 3.0}},
+        ),
+        ({"CHAT_DB_POOL_MAX": "0"}, {}),
+        (
+            {"DATABASE_URL": f"{POSTGRES}?sslmode=require"},
+            {"sslmode": "require", "pool": {"min_size": 2, "max_size": 10, "timeout": 10.0}},
+        ),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_postgresql_connections_come_from_a_pool_of_the_configured_size(monkeypatch, env, options):
+    loaded = load_settings(monkeypatch, **{"DATABASE_URL": POSTGRES, **env})
+    database = loaded["DATABASES"]["default"]
+
+    assert database.get("OPTIONS", {}) == options
+    assert (database["CONN_MAX_AGE"], database["CONN_HEALTH_CHECKS"]) == (0, True)
+
+
+def test_sqlite_has_no_pool_whatever_the_pool_settings(monkeypatch):
+    loaded = load_settings(monkeypatch, DATABASE_URL="sqlite:///x.sqlite3", CHAT_DB_POOL_MAX="5")
+
+    assert "pool" not in loaded["DATABASES"]["default"]["OPTIONS"]
 
 
 @pytest.mark.parametrize(

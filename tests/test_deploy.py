@@ -1,0 +1,190 @@
+"""Production: DJANGO_ENV=production as docs/deploy.md sets it up, and many streams at once."""
+
+import asyncio
+import gzip
+import http.client
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
+from django.db.backends.signals import connection_created
+
+from chat import generation
+from chat.models import Conversation, Generation
+from tests.asgi_client import AsgiClient, Response, read_until
+from tests.fakeopenai import Reply
+from tests.servers import ROOT, daphne, database_url, free_port
+from tests.test_settings import startup_environment
+
+HOST = "chat.example.com"
+FOREVER = "max-age=315360000, public, immutable"  # WhiteNoise's, for a file with a hashed name
+
+
+@pytest.fixture
+def production(tmp_path: Path) -> dict[str, str]:
+    """An operator's production environment, with its static files and database in tmp_path."""
+    return startup_environment(
+        {
+            "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+            "DJANGO_ENV": "production",
+            "DJANGO_DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": HOST,
+            "CSRF_TRUSTED_ORIGINS": f"https://{HOST}",
+            "TRUST_X_FORWARDED_PROTO": "1",
+            "STATIC_ROOT": str(tmp_path / "staticfiles"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "CHAT_SWEEP_INTERVAL": "0",
+        }
+    )
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_deploy_check_finds_nothing_to_report_in_production(production):
+    checked = manage(production, "check", "--deploy", "--fail-level", "WARNING")
+
+    assert checked.returncode == 0, checked.stderr
+    assert "System check identified no issues" in checked.stdout
+    assert checked.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"DJANGO_DEBUG": "1"}, "DJANGO_DEBUG must be off when DJANGO_ENV=production"),
+        ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS must be set when DJANGO_ENV=production"),
+        (
+            {"CSRF_TRUSTED_ORIGINS": ""},
+            "CSRF_TRUSTED_ORIGINS must be set when DJANGO_ENV=production",
+        ),
+        ({"SECRET_KEY": ""}, "SECRET_KEY is not set"),
+    ],
+    ids=lambda v: str(v)[:30],
+)
+def test_production_refuses_to_start_without_a_required_setting(production, change, message):
+    checked = manage({**production, **change}, "check")
+
+    assert checked.returncode != 0
+    last_line = checked.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"django.core.exceptions.ImproperlyConfigured: {message}")
+
+
+def get(port: int, path: str, **headers: str) -> tuple[http.client.HTTPResponse, bytes]:
+    """GET through daphne as nginx would pass it on: the site's host, over HTTPS."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(
+            "GET", path, headers={"Host": HOST, "X-Forwarded-Proto": "https", **headers}
+        )
+        response = connection.getresponse()
+        return response, response.read()
+    finally:
+        connection.close()
+
+
+def test_production_serves_collected_static_files_hashed_compressed_and_cached_for_good(
+    production,
+):
+    collected = manage(production, "collectstatic", "--no-input")
+    assert collected.returncode == 0, collected.stderr
+
+    port = free_port()
+    with daphne(port, production):
+        page, html = get(port, "/accounts/login/")
+        css = re.search(rb'href="(/static/css/chat\.[0-9a-f]{12}\.css)"', html)
+        htmx = re.search(rb'src="(/static/vendor/htmx-4\.0\.1\.min\.[0-9a-f]{12}\.js)"', html)
+        assert css and htmx, html.decode()
+        plain, css_body = get(port, css[1].decode())
+        compressed, htmx_body = get(port, htmx[1].decode(), **{"Accept-Encoding": "gzip"})
+
+    assert page.status == 200
+    assert (plain.status, plain.headers["Cache-Control"]) == (200, FOREVER)
+    assert css_body == (ROOT / "static" / "css" / "chat.css").read_bytes()
+    assert (compressed.status, compressed.headers["Content-Encoding"]) == (200, "gzip")
+    assert gzip.decompress(htmx_body) == (ROOT / "static/vendor/htmx-4.0.1.min.js").read_bytes()
+
+
+STREAMS = 200
+
+
+async def open_stream(api: AsgiClient, conversation: Conversation) -> Response:
+    """Post a message and read its stream up to the first token, leaving it open."""
+    posted = await (
+        await api.post(f"/api/conversations/{conversation.pk}/messages/", {"content": "Hi"})
+    ).json()
+    reader = await api.get(posted["generation"]["stream_url"])
+    await read_until(reader, 1)
+    return reader
+
+
+def connections_on_the_server() -> int:
+    """Count the PostgreSQL sessions on the test database, this counting one left out."""
+    with psycopg.connect(database_url()) as counting:
+        return counting.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+
+
+async def stop_all(readers: list[Response]) -> None:
+    """Stop every answer still running, and read each stream to its end."""
+    async for running in Generation.objects.filter(last_event_id__isnull=True):
+        await generation.cancel(running)
+    for reader in readers:
+        await reader.body()
+
+
+@pytest.fixture
+def event_log(settings) -> str:
+    """One event log is enough here: readers of either hold no database connection."""
+    settings.CHAT_EVENT_LOG = "memory"
+    return "memory"
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_two_hundred_open_streams_hold_no_database_connection(api, upstream, alice, settings):
+    alice.is_staff = True  # exempt from the per-user limits, which would stop at 2 streams
+    await alice.asave()
+    # One token, then silence until the test stops the answers: none ends while it counts.
+    upstream.reply_to("Hi", Reply(tokens=["first "], hang=True))
+    settings.CHAT_UPSTREAM_READ_TIMEOUT = 120.0
+    conversations = await Conversation.objects.abulk_create(
+        Conversation(owner=alice, model="gpt-test") for _ in range(STREAMS)
+    )
+    opened, readers = [], []
+
+    def track(sender, connection, **kwargs):
+        opened.append(connection)
+
+    connection_created.connect(track)
+    try:
+        for conversation in conversations:
+            readers.append(await open_stream(api, conversation))
+        held = [c for c in opened if c.connection is not None]
+        on_server = 0
+        if connection.vendor == "postgresql":
+            on_server = await asyncio.to_thread(connections_on_the_server)
+    finally:
+        connection_created.disconnect(track)
+        await stop_all(readers)
+
+    assert len(opened) >= STREAMS, "requests opened no connections: the test proves nothing"
+    assert held == []
+    # At most the pool's (CHAT_DB_POOL_MAX, 10 in tests) and pytest's own: not one per stream.
+    assert on_server <= 12
