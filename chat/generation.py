@@ -185,6 +185,9 @@ async def _relay(generation: Generation, answer: Answer) -> None:
             continue
         answer.add(item)
         await log.append(key, "delta", {"content": item})
+        # The memory log's append never suspends: without this, a fast model's burst is
+        # relayed whole before its readers, or any other request, get the loop.
+        await asyncio.sleep(0)
         if loop.time() >= next_checkpoint:
             await _checkpoint(generation, answer)
             next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_INTERVAL
