@@ -26,6 +26,10 @@ from chat.demo import DEMO_MODEL, DemoTransport
 
 logger = logging.getLogger(__name__)
 
+# Upstream connections per client and event loop. The SDK's default, 1,000, makes the
+# 1,001st concurrent answer of a process wait for a connection until it times out; each
+# answer holds one for its whole life. Kept alive for reuse: the usual concurrency.
+UPSTREAM_LIMITS = httpx2.Limits(max_connections=20_000, max_keepalive_connections=200)
 DRAIN_TIMEOUT = 0.1  # seconds to wait for the end of a body after its [DONE]
 # What the SDK turns into APIConnectionError while it reads a stream (openai/_httpx2.py:
 # anyio's EndOfStream stands for TLS failures httpx2 does not map yet).
@@ -87,6 +91,7 @@ def _make_client(demo: bool, base_url: str, api_key: str) -> openai.AsyncOpenAI:
         base_url=base_url or None,
         max_retries=settings.CHAT_UPSTREAM_MAX_RETRIES,
         timeout=timeout,
+        http_client=openai.DefaultAsyncHttpx2Client(limits=UPSTREAM_LIMITS),
     )
 
 
