@@ -1,13 +1,16 @@
 """
 Per-user limits: messages per minute, hour and day; answers streaming at once; tokens a
 month. Counters live in Django's cache (atomic INCR in Redis, so they hold across server
-processes); the monthly budget is summed from the Usage table.
+processes); the monthly budget is summed from the Usage table. The fixed-window counters
+(count, uncount) serve the login and sign-up limits too (chat/views/accounts.py).
 """
 
+import contextlib
 import math
 import time
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,6 +21,48 @@ from chat import usage
 from chat.models import Usage
 
 WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+class Window(NamedTuple):
+    """At most `limit` counts in each fixed window of `seconds`, in the counter `name`."""
+
+    name: str
+    limit: int
+    seconds: int
+
+
+class WindowFull(Exception):
+    """A count went past `window`'s limit; its window ends in `retry_after` seconds."""
+
+    def __init__(self, window: Window, retry_after: int) -> None:
+        super().__init__(window.name)
+        self.window = window
+        self.retry_after = retry_after
+
+
+def count(windows: Sequence[Window]) -> list[str]:
+    """Count one against every window, or against none: raise WindowFull if one is full.
+
+    Counting first and checking after makes the limit exact however many requests arrive
+    at once. Returns the keys counted, for uncount().
+    """
+    now = time.time()
+    counted: list[str] = []
+    for window in windows:
+        key = f"{window.name}:{int(now // window.seconds)}"
+        counted.append(key)
+        if _increment(key, window.seconds) > window.limit:
+            uncount(counted)
+            raise WindowFull(window, math.ceil(window.seconds - now % window.seconds))
+    return counted
+
+
+def uncount(keys: Sequence[str]) -> None:
+    """Take back a count()."""
+    for key in keys:
+        # ValueError: its window has ended since, and there is nothing to take back.
+        with contextlib.suppress(ValueError):
+            cache.decr(key)
 
 
 class LimitExceeded(Exception):
@@ -57,8 +102,7 @@ def release(user_id: Any) -> None:
 
 def _take_slot(user_id: Any) -> None:
     key = _slot_key(user_id)
-    cache.add(key, 0, _slot_ttl())
-    running = cache.incr(key)
+    running = _increment(key, _slot_ttl())
     if running > settings.CHAT_MAX_CONCURRENT:
         # No touch here: a user retrying against a slot that a crashed process never
         # gave back would otherwise keep it from expiring.
@@ -73,21 +117,19 @@ def _take_slot(user_id: Any) -> None:
 
 
 def _count_message(user_id: Any) -> None:
-    now = time.time()
-    counted = []
-    for period, limit in settings.CHAT_RATE_LIMITS.items():
-        seconds = WINDOW_SECONDS[period]
-        key = f"chat:rate:{user_id}:{period}:{int(now // seconds)}"
-        cache.add(key, 0, seconds)
-        counted.append(key)
-        if cache.incr(key) > limit:
-            for key in counted:  # a refused message does not count
-                cache.decr(key)
-            raise LimitExceeded(
-                "rate_limited",
-                f"You can send {limit} messages per {period}. Try again later.",
-                retry_after=math.ceil(seconds - now % seconds),
-            )
+    periods = {
+        Window(f"chat:rate:{user_id}:{period}", limit, WINDOW_SECONDS[period]): period
+        for period, limit in settings.CHAT_RATE_LIMITS.items()
+    }
+    try:
+        count(list(periods))
+    except WindowFull as full:
+        raise LimitExceeded(
+            "rate_limited",
+            f"You can send {full.window.limit} messages per {periods[full.window]}. "
+            "Try again later.",
+            retry_after=full.retry_after,
+        ) from None
 
 
 def _check_budget(user: Any) -> None:
@@ -109,6 +151,12 @@ def _check_budget(user: Any) -> None:
 def _seconds_until_next_month(start: datetime) -> int:
     following = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
     return math.ceil((following - timezone.now()).total_seconds())
+
+
+def _increment(key: str, ttl: int) -> int:
+    """Add one to the counter at key (made at 0, to expire in ttl seconds); return it."""
+    cache.add(key, 0, ttl)
+    return cache.incr(key)
 
 
 def _slot_key(user_id: Any) -> str:
