@@ -13,7 +13,7 @@ FIND_PYTHON = for p in $(PYTHON_CANDIDATES); do \
 	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit 0; }; \
 	done; exit 1
 
-.PHONY: run test lint fmt migrate superuser clean
+.PHONY: run test lint fmt audit migrate superuser clean
 
 $(PY):
 	@py=$$($(FIND_PYTHON)) || { echo "error: Python >= 3.12 is required (Django 6.1 needs it)." \
@@ -43,6 +43,11 @@ lint: $(VENV)/.installed-dev
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Known vulnerabilities in the installed dependencies, from PyPI's advisories (the project
+# itself is installed editable, so it is not looked up). AUDIT_ARGS: more pip-audit options.
+audit: $(VENV)/.installed-dev
+	$(BIN)/pip-audit --skip-editable --progress-spinner off $(AUDIT_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info
