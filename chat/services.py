@@ -57,7 +57,15 @@ async def conversation_delete(*, conversation: Conversation) -> None:
         conversation=conversation, message__status=Message.Status.STREAMING
     ):
         await generations.cancel(running)
-    await conversation.adelete()
+    await sync_to_async(_delete)(conversation)
+
+
+def _delete(conversation: Conversation) -> None:
+    with transaction.atomic():
+        # Lock the answers first: one that is ending now commits its usage row before the
+        # delete looks for rows to unlink, or finds its generation gone and writes none.
+        list(Generation.objects.select_for_update().filter(conversation=conversation).values("pk"))
+        conversation.delete()
 
 
 async def conversation_rename(*, conversation: Conversation, title: str) -> None:

@@ -71,7 +71,15 @@ def unreachable_database(monkeypatch, tmp_path):
         broken = {"HOST": "127.0.0.1", "PORT": str(free_port())}
     for key, value in broken.items():
         monkeypatch.setitem(config, key, value)
-    return broken
+    if "pool" not in config["OPTIONS"]:
+        yield broken
+        return
+    # PostgreSQL's pool keeps its connections to the real address: start a new pool, quick
+    # to give up, and drop it afterwards.
+    monkeypatch.setitem(config["OPTIONS"], "pool", {**config["OPTIONS"]["pool"], "timeout": 0.5})
+    connections["default"].close_pool()
+    yield broken
+    connections["default"].close_pool()
 
 
 async def test_readyz_names_an_unreachable_database_without_its_address(unreachable_database):
