@@ -13,7 +13,7 @@ FIND_PYTHON = for p in $(PYTHON_CANDIDATES); do \
 	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit 0; }; \
 	done; exit 1
 
-.PHONY: run test lint fmt audit migrate superuser clean
+.PHONY: run serve test lint fmt audit migrate superuser clean
 
 $(PY):
 	@py=$$($(FIND_PYTHON)) || { echo "error: Python >= 3.12 is required (Django 6.1 needs it)." \
@@ -32,6 +32,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 run: $(VENV)/.installed-run
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --no-input
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver $${PORT:-127.0.0.1:8000}
+
+# Production (docs/deploy.md): migrate, collect the static files, then WEB_CONCURRENCY
+# uvicorn workers on HOST:PORT (chatsite/serve.py). Set DJANGO_ENV=production and the rest.
+serve: $(VENV)/.installed-run
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py collectstatic --no-input
+	exec $(PY) -m chatsite.serve
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -25,12 +25,14 @@ from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get
 from chat.middleware import request_id_var
 from chat.models import Conversation, Generation, Message
 from chat.provider import Finish, ProviderError
-from chat.replay import settle, terminal_event
+from chat.replay import INTERRUPTED, settle, terminal_event
 
 logger = logging.getLogger(__name__)
 
 # Strong references: the event loop keeps only weak ones to its tasks.
 _running: set[asyncio.Task[None]] = set()
+# Resolved to end an answer as interrupted: the process is shutting down.
+_interrupts: dict[str, asyncio.Future[None]] = {}
 
 LOG_FAILURES = (EventLogUnavailable, LogClosed, UnknownGeneration)
 
@@ -92,6 +94,22 @@ async def wait_all() -> None:
         await asyncio.wait(set(_running))
 
 
+async def shutdown(grace: float) -> None:
+    """Let running answers finish for up to `grace` seconds, then end the rest.
+
+    Those are stored as interrupted, with their text so far, and their readers, here or
+    in another process, get the `interrupted` error. For the server's shutdown.
+    """
+    if _running:
+        await asyncio.wait(set(_running), timeout=grace)
+    if _interrupts:
+        logger.warning("shutting down: interrupting %d running answers", len(_interrupts))
+    for interrupt in _interrupts.values():
+        if not interrupt.done():
+            interrupt.set_result(None)
+    await wait_all()
+
+
 async def _run_detached(generation_id: Any) -> None:
     # No ThreadSensitiveContext of its own: that is an OS thread per running answer.
     # Its self-contained database calls run on any worker thread, the rest on asgiref's
@@ -132,15 +150,18 @@ async def run(generation_id: Any) -> None:
 
 async def _produce(generation: Generation, answer: Answer) -> None:
     """Relay the model's answer until it ends, is cancelled or runs out of time."""
+    key = str(generation.pk)
     relay = asyncio.create_task(_relay(generation, answer))
-    stop = asyncio.create_task(_stop_requested(str(generation.pk)))
+    stop = asyncio.create_task(_stop_requested(key))
+    interrupt = _interrupts[key] = asyncio.get_running_loop().create_future()
     try:
         done, _ = await asyncio.wait(
-            {relay, stop},
+            {relay, stop, interrupt},
             timeout=settings.CHAT_GENERATION_TIMEOUT,
             return_when=asyncio.FIRST_COMPLETED,
         )
     finally:
+        del _interrupts[key]
         stop.cancel()
         if not relay.done():
             # Cancelling the relay exits its `async with` on the SDK stream, which
@@ -152,6 +173,8 @@ async def _produce(generation: Generation, answer: Answer) -> None:
     elif stop in done:
         logger.info("generation %s stopped: %s", generation.pk, stop.result())
         answer.finish_reason = "cancelled"
+    elif interrupt in done:
+        answer.failure = Failure(*INTERRUPTED)
     else:
         answer.failure = Failure("timeout", "The answer took too long and was stopped.")
 

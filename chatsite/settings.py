@@ -342,6 +342,9 @@ CHAT_DEMO_TOKEN_DELAY = env_number("CHAT_DEMO_TOKEN_DELAY", 0.03, minimum=0.0)
 CHAT_UPSTREAM_CONNECT_TIMEOUT = env_number("CHAT_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 CHAT_UPSTREAM_READ_TIMEOUT = env_number("CHAT_UPSTREAM_READ_TIMEOUT", 60.0, minimum=0.1)
 CHAT_GENERATION_TIMEOUT = env_number("CHAT_GENERATION_TIMEOUT", 600.0, minimum=1.0)
+# On shutdown (the ASGI lifespan's, under uvicorn or granian), running answers have this
+# long to finish; the rest are stored as interrupted and their readers told so.
+CHAT_SHUTDOWN_GRACE = env_number("CHAT_SHUTDOWN_GRACE", 30.0, minimum=0.0)
 CHAT_UPSTREAM_MAX_RETRIES = env_number("CHAT_UPSTREAM_MAX_RETRIES", 2, minimum=0)
 
 CHAT_MAX_MESSAGE_CHARS = env_number("CHAT_MAX_MESSAGE_CHARS", 20_000, minimum=1)

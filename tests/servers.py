@@ -16,6 +16,8 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 APPLICATION = "chatsite.asgi:application"
 
+type Process = subprocess.Popen[bytes]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -45,11 +47,22 @@ def database_url() -> str:
     return f"postgres://{user}{password}@{host}:{config['PORT'] or 5432}/{config['NAME']}"
 
 
+def daphne(port: int, env: dict[str, str]) -> contextlib.AbstractContextManager[Process]:
+    """Run the project under daphne on 127.0.0.1:port, as runserver does."""
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APPLICATION]
+    return _serving(command, port, env)
+
+
+def serve(port: int, env: dict[str, str]) -> contextlib.AbstractContextManager[Process]:
+    """Run one production worker on 127.0.0.1:port: `python -m chatsite.serve`."""
+    command = [sys.executable, "-m", "chatsite.serve"]
+    return _serving(command, port, {**env, "PORT": str(port), "WEB_CONCURRENCY": "1"})
+
+
 @contextlib.contextmanager
-def daphne(port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Run the project under daphne on 127.0.0.1:port, as a deployment would."""
+def _serving(command: list[str], port: int, env: dict[str, str]) -> Iterator[Process]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APPLICATION],
+        command,
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "chatsite.settings", **env},
         stdout=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
@@ -13,11 +14,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat import limits
-from chat.models import Message
+from chat.models import Message, Usage
 from tests.asgi_client import CSRF_TOKEN, parse_events
 from tests.conftest import redis_url, session_cookie
 from tests.fakeopenai import Reply
-from tests.servers import daphne, database_url, free_port
+from tests.servers import daphne, database_url, free_port, serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 
@@ -209,6 +210,60 @@ async def test_when_the_owning_process_dies_readers_get_an_error_and_every_word_
     assert text_of(events) == message.content
     assert (message.status, message.error_code) == ("error", "interrupted")
     assert len(events) > 5
+
+
+async def stop_mid_answer(browser, env: dict[str, str], *, reader_on: str):
+    """Post to a production worker, read a little, SIGTERM it; resume on `reader_on`."""
+    port = free_port()
+    with serve(port, {**env, "SERVE_DRAIN_SECONDS": "1"}) as worker:
+        generation = await browser.ask(f"http://127.0.0.1:{port}", "Hi")
+        seen = await browser.events(f"http://127.0.0.1:{port}", generation, count=5)
+        worker.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(browser.events(reader_on, generation, after=5), 20)
+        exit_code = await asyncio.to_thread(worker.wait, 20)
+    # uvicorn ends a clean shutdown by raising the signal it caught again.
+    assert exit_code == -signal.SIGTERM
+    return generation, seen + rest
+
+
+async def test_a_worker_told_to_stop_finishes_its_answers_within_the_grace(
+    two_servers, browser, fake_openai, django_db_blocker
+):
+    a, _ = two_servers
+    fake_openai.reset()
+    words = [f"w{i} " for i in range(60)]
+    fake_openai.reply_to("Hi", Reply(tokens=words, token_delay=0.03))
+    with django_db_blocker.unblock():
+        env = {**server_env(fake_openai), "CHAT_SHUTDOWN_GRACE": "20"}
+
+    generation, events = await stop_mid_answer(browser, env, reader_on=a)
+
+    assert [e.id for e in events] == list(range(1, 62))
+    assert (events[-1].event, events[-1].data["finish_reason"]) == ("done", "stop")
+    assert text_of(events) == (await answer(generation)).content == "".join(words)
+
+
+async def test_a_worker_past_its_grace_stores_the_rest_as_interrupted(
+    two_servers, browser, fake_openai, django_db_blocker
+):
+    a, _ = two_servers
+    fake_openai.reset()
+    fake_openai.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(1000)], token_delay=0.02))
+    with django_db_blocker.unblock():
+        env = {**server_env(fake_openai), "CHAT_SHUTDOWN_GRACE": "0.5"}
+
+    started = time.monotonic()
+    generation, events = await stop_mid_answer(browser, env, reader_on=a)
+
+    message = await answer(generation)
+    assert time.monotonic() - started < 15  # the 1 s drain and 0.5 s grace, not a 20 s answer
+    assert (events[-1].event, events[-1].data["code"]) == ("error", "interrupted")
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert (message.status, message.error_code) == ("error", "interrupted")
+    assert text_of(events) == message.content and len(events) > 6
+    # Ended by the worker itself, not settled after its death: its tokens are accounted.
+    assert await Usage.objects.filter(generation=generation["id"]).aexists()
+    await asyncio.to_thread(fake_openai.wait_until, lambda: fake_openai.aborted == 1)
 
 
 async def test_a_client_vanishing_mid_frame_harms_neither_the_answer_nor_the_server(

@@ -1,0 +1,26 @@
+"""The ASGI lifespan protocol: nothing to do at start-up; at shutdown, end the answers."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+
+from chat import generation
+
+logger = logging.getLogger(__name__)
+
+type Receive = Callable[[], Awaitable[dict[str, Any]]]
+type Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            logger.info("shutting down: running answers have %ss", settings.CHAT_SHUTDOWN_GRACE)
+            await generation.shutdown(settings.CHAT_SHUTDOWN_GRACE)
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,38 @@
+"""
+The production server: `python -m chatsite.serve` (what `make serve` runs).
+
+uvicorn with uvloop and httptools, chosen on the benchmark (docs/performance.md), with
+WEB_CONCURRENCY worker processes sharing one socket. Several workers need REDIS_URL,
+so that any of them can serve the stream of an answer another one runs.
+
+On SIGTERM each worker stops accepting, gives open streams SERVE_DRAIN_SECONDS to end
+(a reader cut off reconnects to another worker and resumes), then gives running answers
+CHAT_SHUTDOWN_GRACE seconds to finish (chat/lifespan.py) before storing the rest as
+interrupted.
+"""
+
+import os
+
+import uvicorn
+
+
+def main() -> None:
+    uvicorn.run(
+        "chatsite.asgi:application",
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8000")),
+        workers=int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1)),
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        timeout_graceful_shutdown=int(os.environ.get("SERVE_DRAIN_SECONDS", "3")),
+        # Django's LOGGING formats uvicorn's lines too (JSON in production).
+        log_config=None,
+        # X-Forwarded-For/-Proto are believed only from FORWARDED_ALLOW_IPS (uvicorn's
+        # own variable; 127.0.0.1 by default): the proxy in front, nothing else.
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
