@@ -129,6 +129,11 @@ async def _account(
 async def _settle(
     user_id: Any, request: dict[str, Any], answer: Answer, cache_key: str | None
 ) -> None:
+    logger.info(
+        "stateless completion ended: %s",
+        answer.outcome,
+        extra={"user": user_id, "model": request["model"], **answer.log_fields()},
+    )
     try:
         await sync_to_async(_record)(user_id, request, answer)
     finally:

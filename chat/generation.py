@@ -50,9 +50,30 @@ class Answer:
     usage: dict[str, int] | None = None
     failure: Failure | None = None
     cached: bool = False
+    started: float = field(default_factory=time.monotonic)
+    first_token: float | None = None
 
     def add(self, text: str) -> None:
+        if self.first_token is None:
+            self.first_token = time.monotonic()
         self.parts.append(text)
+
+    @property
+    def outcome(self) -> str:
+        return self.failure.code if self.failure else self.finish_reason
+
+    def log_fields(self) -> dict[str, Any]:
+        """What a log line of the answer's end carries: never its text."""
+        ttft = None if self.first_token is None else self.first_token - self.started
+        return {
+            "outcome": self.outcome,
+            "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
+            "deltas": len(self.parts),
+            "prompt_tokens": self.usage["prompt_tokens"] if self.usage else None,
+            "completion_tokens": self.usage["completion_tokens"] if self.usage else None,
+            "cached": self.cached,
+        }
 
     @property
     def text(self) -> str:
@@ -314,8 +335,14 @@ async def _finish(generation: Generation, answer: Answer) -> None:
     logger.info(
         "generation %s ended: %s after %d events",
         generation.pk,
-        answer.failure.code if answer.failure else answer.finish_reason,
+        answer.outcome,
         event.id,
+        extra={
+            "generation": str(generation.pk),
+            "user": generation.conversation.owner_id,
+            "model": generation.model,
+            **answer.log_fields(),
+        },
     )
 
 

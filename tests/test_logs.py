@@ -1,5 +1,6 @@
 """CHAT_LOG_FORMAT=json: one JSON object per line, with the request id and every extra field."""
 
+import contextlib
 import io
 import json
 import logging
@@ -9,24 +10,37 @@ from datetime import datetime
 
 import pytest
 
+from chat import generation
 from chat.logs import JsonFormatter
 from chat.middleware import RequestIdFilter, request_id_var
+from tests.asgi_client import read_events
+from tests.fakeopenai import Reply
 
 
-@pytest.fixture
-def logged() -> Iterator[io.StringIO]:
-    """A logger wired as settings.LOGGING wires the console in json mode; yields its output."""
+@contextlib.contextmanager
+def json_lines_of(name: str) -> Iterator[io.StringIO]:
+    """Wire a logger as settings.LOGGING wires the console in json mode; yield its output."""
     output = io.StringIO()
     handler = logging.StreamHandler(output)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("tests.json")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
+    level = logger.level
     logger.setLevel(logging.INFO)
+    try:
+        yield output
+    finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler)
+
+
+@pytest.fixture
+def logged() -> Iterator[io.StringIO]:
     token = request_id_var.set("req-42")
-    yield output
+    with json_lines_of("tests.json") as output:
+        yield output
     request_id_var.reset(token)
-    logger.removeHandler(handler)
 
 
 def lines(output: io.StringIO) -> list[dict]:
@@ -86,3 +100,26 @@ def test_an_extra_cannot_replace_the_level_or_the_message(logged):
     [entry] = lines(logged)
     assert (entry["level"], entry["message"]) == ("INFO", "real")
     assert entry["time"] != "never"
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_an_answers_end_is_logged_with_its_figures_and_never_its_text(api, upstream, alice):
+    upstream.reply_to("secret question", Reply(tokens=["private ", "answer"]))
+    with json_lines_of("chat") as output:
+        posted = await api.post("/api/conversations/", {}, headers={"X-Request-ID": "trace-1"})
+        conversation = (await posted.json())["id"]
+        response = await api.post(
+            f"/api/conversations/{conversation}/messages/",
+            {"content": "secret question"},
+            headers={"X-Request-ID": "trace-1", "Accept": "text/event-stream"},
+        )
+        await read_events(response)
+        await generation.wait_all()
+
+    [ended] = [line for line in lines(output) if "generation" in line]
+    assert ended["request_id"] == "trace-1"
+    assert (ended["user"], ended["model"], ended["outcome"]) == (alice.pk, "gpt-test", "stop")
+    assert (ended["deltas"], ended["completion_tokens"], ended["cached"]) == (2, 2, False)
+    assert 0 <= ended["ttft_ms"] <= ended["duration_ms"]
+    assert "secret" not in output.getvalue() and "private" not in output.getvalue()
