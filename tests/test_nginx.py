@@ -6,6 +6,7 @@ and the database: answers stream through it as they are made, and resume on any 
 import asyncio
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from tests.asgi_client import Event, parse_events
 from tests.fakeopenai import Reply
-from tests.servers import NGINX, ROOT, daphne, free_port, nginx
+from tests.servers import NGINX, ROOT, Process, free_port, nginx, serve
 from tests.test_multiprocess import Browser, answer, server_env, text_of
 from tests.test_multiprocess import browser as multiprocess_browser
 
@@ -65,7 +66,7 @@ def site_file(port: int, workers: list[int], workdir: Path) -> Path:
 @dataclass
 class Proxy:
     url: str
-    workers: set[str]  # the workers' host:port, as nginx logs them
+    workers: dict[str, Process]  # by host:port, as nginx logs them
     access_log: Path
 
     def served_by(self, request_id: str) -> str:
@@ -81,7 +82,7 @@ class Proxy:
 
 @pytest.fixture(scope="module")
 def nginx_and_workers(django_db_setup, django_db_blocker, fake_openai, tmp_path_factory):
-    """nginx on deploy/nginx.conf in front of two daphne workers, for the whole module."""
+    """nginx on deploy/nginx.conf in front of two production workers, for the module."""
     require_nginx()
     with django_db_blocker.unblock():
         env = {
@@ -94,10 +95,14 @@ def nginx_and_workers(django_db_setup, django_db_blocker, fake_openai, tmp_path_
     port, workers = free_port(), [free_port(), free_port()]
     workdir = tmp_path_factory.mktemp("nginx")
     site = site_file(port, workers, workdir)
-    with daphne(workers[0], env), daphne(workers[1], env), nginx(site, port, workdir):
+    with (
+        serve(workers[0], env) as first,
+        serve(workers[1], env) as second,
+        nginx(site, port, workdir),
+    ):
         yield Proxy(
             f"http://127.0.0.1:{port}",
-            {f"127.0.0.1:{worker}" for worker in workers},
+            {f"127.0.0.1:{workers[0]}": first, f"127.0.0.1:{workers[1]}": second},
             workdir / "access.log",
         )
 
@@ -151,10 +156,13 @@ async def read(
     async with browser.client.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, response.status_code
         result = Read(response.headers, [])
-        async for chunk in response.aiter_raw():
-            result.chunks.append((time.monotonic(), chunk))
-            if count is not None and len(result.events) >= count:
-                break
+        try:
+            async for chunk in response.aiter_raw():
+                result.chunks.append((time.monotonic(), chunk))
+                if count is not None and len(result.events) >= count:
+                    break
+        except httpx2.RemoteProtocolError:
+            pass  # cut off, as by a stopping worker: the caller reconnects, as a browser does
     return result
 
 
@@ -204,7 +212,7 @@ async def test_a_reader_reconnecting_through_nginx_resumes_on_either_worker(
     # Reconnect, three events at a time, until both workers have served a part (nginx
     # alternates between two idle workers, so the second part already does).
     events, workers = [], []
-    while set(workers) != proxy.workers and len(workers) < 6:
+    while set(workers) != set(proxy.workers) and len(workers) < 6:
         request_id = f"{generation['id']}-{len(workers)}"
         after = events[-1].id if events else 0
         part = await read(browser, url, after=after, count=3, headers={"X-Request-ID": request_id})
@@ -212,7 +220,7 @@ async def test_a_reader_reconnecting_through_nginx_resumes_on_either_worker(
         workers.append(await asyncio.to_thread(proxy.served_by, request_id))
     events += (await read(browser, url, after=events[-1].id)).events
 
-    assert set(workers) == proxy.workers
+    assert set(workers) == set(proxy.workers)
     assert [e.id for e in events] == list(range(1, 32))
     assert text_of(events) == (await answer(generation)).content
 
@@ -238,3 +246,36 @@ async def test_readyz_answers_the_load_balancer_through_nginx(proxy, browser):
 
     assert response.status_code == 200
     assert response.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+# Last in the module: it stops one of the module's two workers for good.
+async def test_a_worker_stopped_mid_answer_hands_its_reader_to_the_other(
+    proxy, browser, fake_openai
+):
+    fake_openai.reset()
+    words = [f"w{i} " for i in range(200)]  # 6 s: past the stopping worker's 3 s drain
+    fake_openai.reply_to("Hi", Reply(tokens=words, token_delay=0.03))
+    conversation = await browser.conversation(proxy.url)
+    posted = await browser.client.post(
+        f"{proxy.url}/api/conversations/{conversation}/messages/",
+        json={"content": "Hi"},
+        headers={"X-Request-ID": "doomed-post"},
+    )
+    generation = posted.json()["generation"]
+    url = proxy.url + generation["stream_url"]
+    events = (await read(browser, url, count=5)).events[:5]
+    running_on = await asyncio.to_thread(proxy.served_by, "doomed-post")
+
+    proxy.workers[running_on].send_signal(signal.SIGTERM)  # as systemctl stop does
+    # Read on as EventSource does: reconnect with Last-Event-ID whenever the stream is cut.
+    served_by = []
+    while events[-1].event not in ("done", "error") and len(served_by) < 5:
+        request_id = f"after-stop-{len(served_by)}"
+        part = await read(browser, url, after=events[-1].id, headers={"X-Request-ID": request_id})
+        events += part.events
+        served_by.append(await asyncio.to_thread(proxy.served_by, request_id))
+
+    assert served_by[-1] != running_on
+    assert [e.id for e in events] == list(range(1, 202))
+    assert (events[-1].event, events[-1].data["finish_reason"]) == ("done", "stop")
+    assert text_of(events) == (await answer(generation)).content == "".join(words)
