@@ -26,10 +26,6 @@ from chat.demo import DEMO_MODEL, DemoTransport
 
 logger = logging.getLogger(__name__)
 
-# Upstream connections per client and event loop. The SDK's default, 1,000, makes the
-# 1,001st concurrent answer of a process wait for a connection until it times out; each
-# answer holds one for its whole life. Kept alive for reuse: the usual concurrency.
-UPSTREAM_LIMITS = httpx2.Limits(max_connections=20_000, max_keepalive_connections=200)
 DRAIN_TIMEOUT = 0.1  # seconds to wait for the end of a body after its [DONE]
 # What the SDK turns into APIConnectionError while it reads a stream (openai/_httpx2.py:
 # anyio's EndOfStream stands for TLS failures httpx2 does not map yet).
@@ -65,6 +61,7 @@ def get_client(model: str) -> openai.AsyncOpenAI:
         settings.CHAT_UPSTREAM_READ_TIMEOUT,
         settings.CHAT_UPSTREAM_CONNECT_TIMEOUT,
         settings.CHAT_UPSTREAM_MAX_RETRIES,
+        settings.CHAT_UPSTREAM_MAX_CONNECTIONS,
     )
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     if key not in per_loop:
@@ -91,7 +88,16 @@ def _make_client(demo: bool, base_url: str, api_key: str) -> openai.AsyncOpenAI:
         base_url=base_url or None,
         max_retries=settings.CHAT_UPSTREAM_MAX_RETRIES,
         timeout=timeout,
-        http_client=openai.DefaultAsyncHttpx2Client(limits=UPSTREAM_LIMITS),
+        http_client=openai.DefaultAsyncHttpx2Client(limits=_upstream_limits()),
+    )
+
+
+def _upstream_limits() -> httpx2.Limits:
+    # Each answer holds a connection for its whole life: the SDK's default of 1,000 would
+    # make the 1,001st concurrent answer of a process wait for one until it timed out.
+    # Kept alive for reuse: the usual concurrency.
+    return httpx2.Limits(
+        max_connections=settings.CHAT_UPSTREAM_MAX_CONNECTIONS, max_keepalive_connections=200
     )
 
 

@@ -346,6 +346,8 @@ CHAT_GENERATION_TIMEOUT = env_number("CHAT_GENERATION_TIMEOUT", 600.0, minimum=1
 # long to finish; the rest are stored as interrupted and their readers told so.
 CHAT_SHUTDOWN_GRACE = env_number("CHAT_SHUTDOWN_GRACE", 30.0, minimum=0.0)
 CHAT_UPSTREAM_MAX_RETRIES = env_number("CHAT_UPSTREAM_MAX_RETRIES", 2, minimum=0)
+# Connections to the model per process and endpoint: one per running answer.
+CHAT_UPSTREAM_MAX_CONNECTIONS = env_number("CHAT_UPSTREAM_MAX_CONNECTIONS", 20_000, minimum=1)
 
 CHAT_MAX_MESSAGE_CHARS = env_number("CHAT_MAX_MESSAGE_CHARS", 20_000, minimum=1)
 CHAT_SIGNUP_OPEN = env_bool("CHAT_SIGNUP_OPEN", True)
