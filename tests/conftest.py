@@ -16,8 +16,10 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
 
 from chat import generation
+from chat.models import Conversation, Generation, Message
 from tests.asgi_client import AsgiClient
 from tests.fakeopenai import FakeOpenAI
 
@@ -119,3 +121,33 @@ async def api(alice: User, settings) -> AsyncIterator[AsgiClient]:
 async def bob_api(bob: User) -> AsyncIterator[AsgiClient]:
     yield AsgiClient(await sync_to_async(session_cookie)(bob))
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def demo_model(settings) -> None:
+    """The offline demo model, as with no OPENAI_* variable set; fast and deterministic."""
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = ""
+    settings.CHAT_DEMO = True
+    settings.CHAT_MODEL = "demo"
+    settings.CHAT_MODELS = ["demo"]
+    settings.CHAT_DEMO_TOKEN_DELAY = 0.0
+
+
+def finished_exchange(owner: User) -> tuple[Conversation, Message, Generation]:
+    """A conversation of the owner's: a question and its finished answer, as the demo gave it."""
+    conversation = Conversation.objects.create(owner=owner, title="Tides", model="demo")
+    Message.objects.create(conversation=conversation, role="user", content="Hello?")
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", content="Hello there.", finish_reason="stop"
+    )
+    finished = Generation.objects.create(
+        message=answer,
+        conversation=conversation,
+        model="demo",
+        request={"model": "demo", "messages": [{"role": "user", "content": "Hello?"}]},
+        event_sizes=[6, 6],
+        last_event_id=3,
+        finished_at=timezone.now(),
+    )
+    return conversation, answer, finished

@@ -17,14 +17,17 @@ from django.contrib.auth.models import Group, User
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from django.utils import timezone
 
 from chat import generation
 from chat.models import Conversation, Generation, Message, Usage
 from tests.asgi_client import AsgiClient, Response
-from tests.conftest import session_cookie
+from tests.conftest import finished_exchange, session_cookie
 
-pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("demo_model"),
+]
 
 # What a response is, for the table: a status, or one of these kinds of 302.
 LOGIN = "302 to login"
@@ -182,35 +185,11 @@ def cells() -> list[tuple[str, str]]:
     return [(name, method) for name, route in MATRIX.items() for method in route.calls]
 
 
-@pytest.fixture(autouse=True)
-def demo_model(settings) -> None:
-    """The offline demo model: the owner's posts start real answers, quickly."""
-    settings.OPENAI_API_KEY = ""
-    settings.OPENAI_BASE_URL = ""
-    settings.CHAT_DEMO = True
-    settings.CHAT_MODEL = "demo"
-    settings.CHAT_MODELS = ["demo"]
-    settings.CHAT_DEMO_TOKEN_DELAY = 0.0
-
-
 @pytest.fixture
 def world(alice: User, bob: User) -> dict[str, str]:
     """Alice's finished exchange, her usage, a group; staff; and the ids of all of it."""
     staff = User.objects.create_superuser("staff", "staff@example.com", "pw")
-    conversation = Conversation.objects.create(owner=alice, title="Tides", model="demo")
-    Message.objects.create(conversation=conversation, role="user", content="Hello?")
-    answer = Message.objects.create(
-        conversation=conversation, role="assistant", content="Hello there.", finish_reason="stop"
-    )
-    finished = Generation.objects.create(
-        message=answer,
-        conversation=conversation,
-        model="demo",
-        request={"model": "demo", "messages": [{"role": "user", "content": "Hello?"}]},
-        event_sizes=[6, 6],
-        last_event_id=3,
-        finished_at=timezone.now(),
-    )
+    conversation, answer, finished = finished_exchange(alice)
     usage = Usage.objects.create(
         user=alice, model="demo", prompt_tokens=2, completion_tokens=3, generation=finished
     )

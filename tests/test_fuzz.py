@@ -15,15 +15,19 @@ from urllib.parse import quote, urlencode
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
-from django.utils import timezone
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from chat import generation
 from chat.models import Conversation, Generation, Message, Usage
 from tests.asgi_client import AsgiClient, Response, parse_events
+from tests.conftest import finished_exchange
 
-pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("demo_model"),
+]
 
 FUZZ = settings(
     max_examples=40,
@@ -117,32 +121,9 @@ queries = st.dictionaries(
 ).map(urlencode) | st.sampled_from(["%zz", "last_event_id=%ff%fe", "render=blocks&render"])
 
 
-@pytest.fixture(autouse=True)
-def demo_model(settings) -> None:
-    settings.OPENAI_API_KEY = ""
-    settings.OPENAI_BASE_URL = ""
-    settings.CHAT_DEMO = True
-    settings.CHAT_MODEL = "demo"
-    settings.CHAT_MODELS = ["demo"]
-    settings.CHAT_DEMO_TOKEN_DELAY = 0.0
-
-
 def exchange(owner: User) -> dict[str, str]:
     """A conversation of the owner's with one finished answer: the endpoints' targets."""
-    conversation = Conversation.objects.create(owner=owner, title="Tides", model="demo")
-    Message.objects.create(conversation=conversation, role="user", content="Hello?")
-    answer = Message.objects.create(
-        conversation=conversation, role="assistant", content="Hello there.", finish_reason="stop"
-    )
-    finished = Generation.objects.create(
-        message=answer,
-        conversation=conversation,
-        model="demo",
-        request={"model": "demo", "messages": [{"role": "user", "content": "Hello?"}]},
-        event_sizes=[6, 6],
-        last_event_id=3,
-        finished_at=timezone.now(),
-    )
+    conversation, _, finished = finished_exchange(owner)
     return {"conversation": str(conversation.pk), "generation": str(finished.pk)}
 
 

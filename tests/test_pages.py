@@ -23,21 +23,7 @@ from chat.models import Conversation, Generation, Message
 
 HTMX = {"HX-Request": "true"}
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def demo_model(settings) -> None:
-    """The offline demo model, as with no OPENAI_* variable set; fast and deterministic."""
-    settings.OPENAI_API_KEY = ""
-    settings.OPENAI_BASE_URL = ""
-    settings.CHAT_DEMO = True
-    settings.CHAT_MODEL = "demo"
-    settings.CHAT_MODELS = ["demo"]
-    settings.CHAT_DEMO_TOKEN_DELAY = 0.0
+pytestmark = pytest.mark.usefixtures("demo_model")
 
 
 @pytest.fixture
