@@ -351,6 +351,11 @@ CHAT_UPSTREAM_MAX_CONNECTIONS = env_number("CHAT_UPSTREAM_MAX_CONNECTIONS", 20_0
 
 CHAT_MAX_MESSAGE_CHARS = env_number("CHAT_MAX_MESSAGE_CHARS", 20_000, minimum=1)
 CHAT_SIGNUP_OPEN = env_bool("CHAT_SIGNUP_OPEN", True)
+# Against guessing passwords, per client address: failed logins at one username in 15
+# minutes, failed logins at any username in an hour, and accounts made in an hour.
+CHAT_LOGIN_FAILURES_PER_USERNAME = env_number("CHAT_LOGIN_FAILURES_PER_USERNAME", 5, minimum=1)
+CHAT_LOGIN_FAILURES_PER_ADDRESS = env_number("CHAT_LOGIN_FAILURES_PER_ADDRESS", 30, minimum=1)
+CHAT_SIGNUPS_PER_ADDRESS = env_number("CHAT_SIGNUPS_PER_ADDRESS", 5, minimum=1)
 # Seconds between heartbeat comments on an open stream, and the client's reconnect delay.
 CHAT_SSE_HEARTBEAT = env_number("CHAT_SSE_HEARTBEAT", 15.0, minimum=0.01)
 CHAT_SSE_RETRY_MS = env_number("CHAT_SSE_RETRY_MS", 1000, minimum=0)

@@ -20,28 +20,19 @@ from chat import limits
 from chat.forms import SignupForm
 from chat.limits import Window, WindowFull
 
-# (count, seconds) per fixed window. Constants until chatsite/settings.py reads them.
-# Failed logins per username from one address: someone who mistypes gets five tries a
-# quarter of an hour; a guesser gets 20 an hour at one account.
-LOGIN_FAILURES_PER_USERNAME = (5, 15 * 60)
-# Failed logins per address, whatever the username: a guesser spraying one password over
-# many accounts gets 30 an hour, and an office behind one address is not locked out by a
-# few people mistyping.
-LOGIN_FAILURES_PER_ADDRESS = (30, 60 * 60)
-# Accounts made per address: enough for a household or an office, not for a script.
-SIGNUPS_PER_ADDRESS = (5, 60 * 60)
-# Behind deploy/nginx.conf every request comes from nginx; True counts the address nginx
-# appends to X-Forwarded-For instead. Only behind such a proxy: anywhere else a client
-# could write the header itself and so pick the counter it is counted against.
-TRUST_X_FORWARDED_FOR = False
+# Fixed windows, in seconds; the counts are settings (CHAT_LOGIN_FAILURES_PER_USERNAME,
+# CHAT_LOGIN_FAILURES_PER_ADDRESS, CHAT_SIGNUPS_PER_ADDRESS).
+USERNAME_WINDOW = 15 * 60
+ADDRESS_WINDOW = 60 * 60
 
 
 def client_address(request: HttpRequest) -> str:
-    """Return the address the limits count a request against."""
-    forwarded = request.headers.get("X-Forwarded-For")
-    if TRUST_X_FORWARDED_FOR and forwarded:
-        # The last entry is the one the proxy added; any before it are the client's say.
-        return forwarded.rsplit(",", 1)[-1].strip()
+    """Return the address the limits count a request against.
+
+    REMOTE_ADDR, never a header the client could write: behind a proxy, the production
+    server (uvicorn) puts the address from X-Forwarded-For there, but only for requests
+    from FORWARDED_ALLOW_IPS.
+    """
     return request.META.get("REMOTE_ADDR", "")
 
 
@@ -53,9 +44,10 @@ def _login_windows(request: HttpRequest) -> list[Window]:
     return [
         Window(
             f"chat:login:{address}:{hashlib.sha256(username).hexdigest()}",
-            *LOGIN_FAILURES_PER_USERNAME,
+            settings.CHAT_LOGIN_FAILURES_PER_USERNAME,
+            USERNAME_WINDOW,
         ),
-        Window(f"chat:login:{address}", *LOGIN_FAILURES_PER_ADDRESS),
+        Window(f"chat:login:{address}", settings.CHAT_LOGIN_FAILURES_PER_ADDRESS, ADDRESS_WINDOW),
     ]
 
 
@@ -118,7 +110,9 @@ async def signup(request: HttpRequest) -> HttpResponse:
 
 async def _sign_up(request: HttpRequest) -> HttpResponse:
     # Counted first, so that sign-ups sent at once cannot all slip under the limit.
-    window = Window(f"chat:signup:{client_address(request)}", *SIGNUPS_PER_ADDRESS)
+    window = Window(
+        f"chat:signup:{client_address(request)}", settings.CHAT_SIGNUPS_PER_ADDRESS, ADDRESS_WINDOW
+    )
     try:
         counted = await sync_to_async(limits.count)([window])
     except WindowFull as full:
