@@ -4,14 +4,17 @@ import asyncio
 import contextlib
 import random
 import socket
+import sqlite3
 import subprocess
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -20,6 +23,7 @@ from chat.eventlog import get_event_log
 from chat.models import Conversation, Generation, Message
 from tests.asgi_client import parse_events, read_events, read_until
 from tests.fakeopenai import Reply
+from tests.servers import database_url
 from tests.test_stream import ask, stored_answer, stream, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
@@ -93,6 +97,48 @@ async def test_the_streaming_slot_of_an_answer_whose_process_is_gone_is_given_ba
 
     assert refused.status == 429
     assert (await api.post(url, {"content": "Next"})).status == 202
+
+
+@contextlib.contextmanager
+def database_locked():
+    """Another client holding the database's write lock, as a long migration or backup would."""
+    config = connection.settings_dict
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        other = sqlite3.connect(config["NAME"], isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+    else:
+        other = psycopg.connect(database_url(), autocommit=False)
+        other.execute("LOCK TABLE chat_message, chat_generation IN ACCESS EXCLUSIVE MODE")
+    try:
+        yield
+    finally:
+        other.rollback()
+        other.close()
+
+
+async def test_an_answer_ending_while_the_database_is_locked_is_stored_once_it_is_free(
+    api, upstream
+):
+    words = [f"w{i} " for i in range(20)]
+    upstream.reply_to("Hi", Reply(tokens=words, token_delay=0.02))
+    posted = await ask(api, "Hi")
+    reader = await stream(api, posted)
+    _, raw = await read_until(reader, 1)
+
+    with database_locked():
+        # The model finishes meanwhile; its outcome waits for the lock.
+        await asyncio.to_thread(upstream.wait_until, lambda: upstream.completed == 1)
+        await asyncio.sleep(0.5)
+        # Every delta is out, but not `done`, which follows the stored outcome.
+        assert await get_event_log().last_id(posted["generation"]["id"]) == len(words)
+    async for chunk in reader.chunks():
+        raw += chunk
+
+    events, _ = parse_events(raw)
+    assert (events[-1].event, events[-1].data["finish_reason"]) == ("done", "stop")
+    message = await stored_answer(posted)
+    assert (message.status, message.content) == ("complete", "".join(words))
+    assert (await ask(api, "Next")) is not None  # and the next question is taken
 
 
 async def test_an_admin_can_stop_running_answers(api, upstream):
