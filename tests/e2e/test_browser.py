@@ -383,6 +383,10 @@ def test_a_long_answer_streams_without_long_tasks(open_session, alice_user, upst
     page.wait_for_timeout(400)
     assert any(t["duration"] >= 100 for t in page.evaluate("window.__longTasks"))
     # The target is no task over 50 ms (printed above; 0 long tasks on an idle machine).
-    # Re-rendering on every token fails this by far: tasks of hundreds of ms, growing with
-    # the answer. The margin absorbs a loaded 2-core runner's scheduling noise.
-    assert len(during) <= 3 and worst <= 150, f"{len(during)} long tasks, worst {worst:.0f} ms"
+    # Re-rendering on every token fails this by far: the page then blocks most of the time,
+    # in tasks of hundreds of ms growing with the answer. The margins absorb a loaded
+    # 2-core runner (seen: 11 tasks, the worst 267 ms, 1 to 2 s of 14 s streaming).
+    blocked = sum(during) / (streamed_for * 1000)
+    assert worst <= 400 and blocked <= 0.2, (
+        f"{len(during)} long tasks, worst {worst:.0f} ms, blocked {blocked:.0%} of the time"
+    )
