@@ -293,3 +293,19 @@ async def test_another_users_id_is_indistinguishable_from_a_missing_one(
     assert foreign.status == absent.status == 404
     assert foreign.headers["content-type"] == absent.headers["content-type"]
     assert await foreign.body() == await absent.body()
+
+
+@pytest.mark.parametrize(
+    ("name", "method"),
+    [(name, method) for name, method in cells() if method not in ("GET", "HEAD")],
+)
+async def test_every_state_changing_request_needs_the_csrf_token(name, method, world, clients):
+    call_ = MATRIX[name].calls[method]
+    client = clients["staff" if name.startswith("admin:") else "alice"]
+    client.cookies.pop("csrftoken")  # the header alone, without its cookie, proves nothing
+    before = await sync_to_async(snapshot)()
+
+    response = await call(client, method, path_of(name, world), call_.body)
+
+    assert response.status == 403
+    assert await sync_to_async(snapshot)() == before
