@@ -1,7 +1,7 @@
 """
 The production server: `python -m chatsite.serve` (what `make serve` runs).
 
-uvicorn with uvloop and httptools, chosen on the benchmark (docs/performance.md), with
+uvicorn with uvloop and httptools (why: docs/deploy.md, "Workers"), with
 WEB_CONCURRENCY worker processes sharing one socket. Several workers need REDIS_URL,
 so that any of them can serve the stream of an answer another one runs.
 
