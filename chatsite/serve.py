@@ -12,16 +12,26 @@ interrupted.
 """
 
 import os
+import sys
 
 import uvicorn
+from django.conf import settings
 
 
 def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
+    # Reading a setting loads them all: a bad one stops here, before any worker starts.
+    if workers > 1 and settings.CHAT_EVENT_LOG == "memory":
+        sys.exit(
+            f"WEB_CONCURRENCY={workers} needs REDIS_URL: with the in-process event log, "
+            "a stream could only be read from the worker running its answer."
+        )
     uvicorn.run(
         "chatsite.asgi:application",
         host=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "8000")),
-        workers=int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1)),
+        workers=workers,
         loop="uvloop",
         http="httptools",
         lifespan="on",

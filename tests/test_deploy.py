@@ -55,6 +55,20 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_several_workers_without_redis_refuse_to_start(production):
+    started = subprocess.run(
+        [sys.executable, "-m", "chatsite.serve"],
+        cwd=ROOT,
+        env={**production, "WEB_CONCURRENCY": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert started.returncode == 1
+    assert "WEB_CONCURRENCY=2 needs REDIS_URL" in started.stderr
+
+
 def test_the_deploy_check_finds_nothing_to_report_in_production(production):
     checked = manage(production, "check", "--deploy", "--fail-level", "WARNING")
 
