@@ -61,6 +61,8 @@ class Reply:
     status: int = 200
     # Seconds for a Retry-After header (for 429).
     retry_after: float | None = None
+    # With another status: the error body's message instead of "Fake OpenAI says ...".
+    error_message: str | None = None
     # Close the connection after this many content chunks: no finish chunk, no [DONE].
     drop_after: int | None = None
     # With drop_after: write the first half of the next SSE frame before closing.
@@ -257,7 +259,8 @@ class FakeOpenAI:
         reply = self._reply_for(_last_user_prompt(body))
         if reply.status != 200:
             headers = {} if reply.retry_after is None else {"retry-after": f"{reply.retry_after:g}"}
-            await connection.send_json(reply.status, _error_body(reply.status), headers)
+            body = _error_body(reply.status, reply.error_message)
+            await connection.send_json(reply.status, body, headers)
             return request.keep_alive
 
         answer = _Answer(f"chatcmpl-fake{next(self._ids):06d}", body, reply)
