@@ -73,3 +73,17 @@ bench: $(VENV)/.installed-bench
 
 bench-check: $(VENV)/.installed-bench
 	$(PY) -m bench.run --scale $(BENCH_SCALE) --check
+
+# The soak test (tests/soak.py, docs/reliability.md) at full size; CI runs it reduced, as
+# part of `make test`. Writes its figures to SOAK_REPORT.
+SOAK_CONCURRENCY ?= 300
+SOAK_USERS ?= 20
+SOAK_WARMUP ?= 30
+SOAK_DURATION ?= 180
+SOAK_REPORT ?= artifacts/soak-full.json
+
+.PHONY: soak
+soak: $(VENV)/.installed-dev
+	SOAK_CONCURRENCY=$(SOAK_CONCURRENCY) SOAK_USERS=$(SOAK_USERS) SOAK_WARMUP=$(SOAK_WARMUP) \
+	  SOAK_DURATION=$(SOAK_DURATION) SOAK_REPORT=$(SOAK_REPORT) \
+	  $(BIN)/pytest -q -s tests/test_soak.py
