@@ -12,6 +12,7 @@ from chat.models import Conversation, Generation, Message
 from chat.views.stream import generation_stream
 from tests.asgi_client import AsgiClient, parse_events, read_events, read_until
 from tests.fakeopenai import Reply
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 
@@ -333,6 +334,21 @@ async def test_a_failure_mid_answer_keeps_the_partial_text(api, upstream, reply,
     assert text_of(events) == "a b "
     message = await stored_answer(posted)
     assert (message.status, message.content) == ("error", "a b ")
+
+
+async def test_an_upstream_refusing_connections_is_a_clear_error_and_the_next_answer_works(
+    api, upstream, settings
+):
+    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens
+    posted = await ask(api, "Hi")
+
+    events = await read_events(await stream(api, posted))
+
+    assert [(e.event, e.data["code"]) for e in events] == [("error", "upstream_unreachable")]
+    assert (await stored_answer(posted)).status == "error"
+    settings.OPENAI_BASE_URL = upstream.base_url
+    again = await read_events(await stream(api, await ask(api, "Hi")))
+    assert (again[-1].event, text_of(again)) == ("done", "Echo: Hi")
 
 
 async def test_a_stalled_model_times_out_with_a_clear_error(api, upstream, settings):
