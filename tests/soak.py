@@ -24,13 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from asgiref.sync import sync_to_async
 from django.db import connection
 
 from chat.models import Generation
-from tests.asgi_client import Event, parse_events
+from tests.asgi_client import CSRF_TOKEN, Event, parse_events
 from tests.fakeopenai import Reply, echo_reply
-from tests.test_multiprocess import Browser
 
 # Between the quiet checkpoint after the warm-up and the quiet end: what a server process
 # may gain before the soak calls it a leak. Allocator arenas settle during the warm-up,
@@ -133,6 +133,18 @@ class StreamRefused(Exception):
     pass
 
 
+def user_client(session: str) -> httpx2.AsyncClient:
+    """A logged-in user's client. Its idle connections expire before uvicorn's keep-alive
+    timeout (5 s) would close them: at 5 s each, a request sent on a connection the server
+    is closing that instant is reset, which is the client's race, not the server's fault."""
+    return httpx2.AsyncClient(
+        cookies={"sessionid": session, "csrftoken": CSRF_TOKEN},
+        headers={"X-CSRFToken": CSRF_TOKEN},
+        timeout=10,
+        limits=httpx2.Limits(keepalive_expiry=1),
+    )
+
+
 async def read(client, url: str, after: int, limit: int | None) -> list[Event]:
     """Read a stream from event `after` on: `limit` events then leave, or to its end."""
     events: list[Event] = []
@@ -149,13 +161,17 @@ async def read(client, url: str, after: int, limit: int | None) -> list[Event]:
     return events
 
 
-async def one_stream(browser: Browser, servers: list[str], plan: Plan, tally: Tally) -> None:
+async def one_stream(
+    client: httpx2.AsyncClient, servers: list[str], plan: Plan, tally: Tally
+) -> None:
     rng = random.Random(plan.prompt)  # picks the processes: a reconnect may switch
-    client = browser.client
     server = rng.choice(servers)
     # A titled conversation: no title request upstream, one request per stream.
     created = await client.post(f"{server}/api/conversations/", json={"title": plan.prompt})
-    posted = await browser.post(server, created.json()["id"], plan.prompt)
+    posted = await client.post(
+        f"{server}/api/conversations/{created.json()['id']}/messages/",
+        json={"content": plan.prompt},
+    )
     if posted.status_code != 202:
         raise StreamRefused(f"POST message: {posted.status_code} {posted.text}")
     generation = posted.json()["generation"]
@@ -186,18 +202,23 @@ async def cancel_later(client, server: str, generation: dict, plan: Plan) -> Non
 
 
 async def load(
-    size: Size, browsers: list[Browser], servers: list[str], numbers, tally: Tally, seconds: float
+    size: Size,
+    clients: list[httpx2.AsyncClient],
+    servers: list[str],
+    numbers,
+    tally: Tally,
+    seconds: float,
 ) -> None:
     """Keep size.concurrency streams open for `seconds`, each lane starting the next."""
     deadline = time.monotonic() + seconds
 
     async def lane(lane_no: int) -> None:
-        browser = browsers[lane_no % len(browsers)]
+        client = clients[lane_no % len(clients)]
         while time.monotonic() < deadline:
             stream_plan = plan(size.seed, next(numbers))
             tally.streams += 1
             try:
-                await one_stream(browser, servers, stream_plan, tally)
+                await one_stream(client, servers, stream_plan, tally)
             except Exception as exc:  # recorded, and the soak goes on: it fails at the end
                 tally.failures.append(f"{stream_plan.prompt}: {exc!r}{request_of(exc)}")
                 # An overloaded server refusing at once must not turn the lane into a storm.
@@ -299,18 +320,18 @@ async def run(
     )
     # A line per request of the load itself would cost more than the rest of the client.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
-    browsers = [Browser(session) for session in sessions]
+    clients = [user_client(session) for session in sessions]
     numbers = itertools.count()
     tally = Tally()
     started = time.monotonic()
     try:
-        await load(size, browsers, servers, numbers, tally, size.warmup)
+        await load(size, clients, servers, numbers, tally, size.warmup)
         warm_running = await settle()
         warm = await checkpoint(pids)
-        await load(size, browsers, servers, numbers, tally, size.duration)
+        await load(size, clients, servers, numbers, tally, size.duration)
     finally:
-        for browser in browsers:
-            await browser.client.aclose()
+        for client in clients:
+            await client.aclose()
         logging.getLogger("httpx2").setLevel(logging.NOTSET)
     running = await settle()
     end = await checkpoint(pids)
