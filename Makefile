@@ -76,7 +76,7 @@ bench-check: $(VENV)/.installed-bench
 
 # The soak test (tests/soak.py, docs/reliability.md) at full size; CI runs it reduced, as
 # part of `make test`. Writes its figures to SOAK_REPORT.
-SOAK_CONCURRENCY ?= 300
+SOAK_CONCURRENCY ?= 200
 SOAK_USERS ?= 20
 SOAK_WARMUP ?= 30
 SOAK_DURATION ?= 180
