@@ -304,10 +304,13 @@ async def _checkpoint(generation: Generation, answer: Answer) -> None:
 def _save_checkpoint(generation: Generation, text: str, sizes: list[int]) -> None:
     try:
         with transaction.atomic():
-            Message.objects.filter(pk=generation.message.pk).update(content=text)
-            Generation.objects.filter(pk=generation.pk, last_event_id=None).update(
-                event_sizes=sizes
+            # Both only while the answer runs: a reader may have ended it as interrupted
+            # (its producer looked dead), and its stored text must then stay as ended.
+            running = Generation.objects.select_for_update().filter(
+                pk=generation.pk, last_event_id=None
             )
+            if running.update(event_sizes=sizes):
+                Message.objects.filter(pk=generation.message.pk).update(content=text)
     finally:
         close_old_connections()
 

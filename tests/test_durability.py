@@ -18,7 +18,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from chat import generation, services, sweeper
+from chat import generation, replay, services, sweeper
 from chat.eventlog import get_event_log
 from chat.models import Conversation, Generation, Message
 from tests.asgi_client import parse_events, read_events, read_until
@@ -139,6 +139,21 @@ async def test_an_answer_ending_while_the_database_is_locked_is_stored_once_it_i
     message = await stored_answer(posted)
     assert (message.status, message.content) == ("complete", "".join(words))
     assert (await ask(api, "Next")) is not None  # and the next question is taken
+
+
+async def test_a_checkpoint_after_a_reader_ended_the_answer_changes_nothing(api, alice):
+    conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
+    _, slow = await services.message_post(conversation=conversation, content="Hi")
+    # A reader finds the producer silent and ends the answer as interrupted...
+    ended = await replay.settle(slow.pk)
+
+    # ...then the producer, only slow, checkpoints what it has.
+    await sync_to_async(generation._save_checkpoint)(slow, "late words", [5, 6])
+
+    message = await Message.objects.aget(pk=slow.message.pk)
+    stored = await Generation.objects.aget(pk=slow.pk)
+    assert (message.status, message.content) == ("error", ended.message.content)
+    assert (stored.event_sizes, stored.last_event_id) == (ended.event_sizes, 1)
 
 
 async def test_an_admin_can_stop_running_answers(api, upstream):
