@@ -32,11 +32,13 @@ INTERNAL = Failure("internal", "Something went wrong on our side.")
 _accounting: set[asyncio.Task[None]] = set()
 
 
-async def events(user_id: Any, request: dict[str, Any], *, use_cache: bool) -> AsyncIterator[Event]:
-    """Yield the answer's events; the user's streaming slot is released at the end.
+async def events(
+    slot: limits.Slot, request: dict[str, Any], *, use_cache: bool
+) -> AsyncIterator[Event]:
+    """Yield the answer's events; the streaming slot admit() took is given back at the end.
 
-    The caller has admitted the request (limits.admit). Whatever the ending, finished,
-    failed or abandoned by the client, the answer is accounted for exactly once.
+    Whatever the ending, finished, failed or abandoned by the client, the answer is
+    accounted for exactly once.
     """
     answer = Answer()
     key = answer_cache.key_for(request) if use_cache else None
@@ -50,12 +52,12 @@ async def events(user_id: Any, request: dict[str, Any], *, use_cache: bool) -> A
                 event_id += 1
                 yield Event(event_id, "delta", {"content": text})
         accounted = True
-        await _account(user_id, request, answer, None if cached else key)
+        await _account(slot, request, answer, None if cached else key)
         yield Event(event_id + 1, *_terminal(answer))
     finally:
         if not accounted:
             answer.finish_reason = answer.finish_reason or "cancelled"
-            await _account(user_id, request, answer, None)
+            await _account(slot, request, answer, None)
 
 
 async def _texts(
@@ -116,28 +118,34 @@ def _terminal(answer: Answer) -> tuple[str, dict[str, Any]]:
     return "done", data
 
 
+async def wait_all() -> None:
+    """Wait for the accounting of the answers that have ended (shutdown)."""
+    while _accounting:
+        await asyncio.wait(set(_accounting))
+
+
 async def _account(
-    user_id: Any, request: dict[str, Any], answer: Answer, cache_key: str | None
+    slot: limits.Slot, request: dict[str, Any], answer: Answer, cache_key: str | None
 ) -> None:
     """Release the slot, record the usage and cache a complete answer, shielded."""
-    task = asyncio.create_task(_settle(user_id, request, answer, cache_key))
+    task = asyncio.create_task(_settle(slot, request, answer, cache_key))
     _accounting.add(task)
     task.add_done_callback(_accounting.discard)
     await asyncio.shield(task)
 
 
 async def _settle(
-    user_id: Any, request: dict[str, Any], answer: Answer, cache_key: str | None
+    slot: limits.Slot, request: dict[str, Any], answer: Answer, cache_key: str | None
 ) -> None:
     logger.info(
         "stateless completion ended: %s",
         answer.outcome,
-        extra={"user": user_id, "model": request["model"], **answer.log_fields()},
+        extra={"user": slot.user_id, "model": request["model"], **answer.log_fields()},
     )
     try:
-        await sync_to_async(_record)(user_id, request, answer)
+        await sync_to_async(_record)(slot.user_id, request, answer)
     finally:
-        await sync_to_async(limits.release)(user_id)
+        await sync_to_async(slot.release)()
     if cache_key and answer.failure is None and answer.finish_reason == "stop":
         await answer_cache.store(
             cache_key, CachedAnswer(answer.parts, answer.finish_reason, answer.usage)

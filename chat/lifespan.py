@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import generation
+from chat import completions, generation
 
 logger = logging.getLogger(__name__)
 
@@ -22,5 +22,6 @@ async def lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             logger.info("shutting down: running answers have %ss", settings.CHAT_SHUTDOWN_GRACE)
             await generation.shutdown(settings.CHAT_SHUTDOWN_GRACE)
+            await completions.wait_all()  # the usage of stateless answers cut off
             await send({"type": "lifespan.shutdown.complete"})
             return

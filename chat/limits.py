@@ -7,6 +7,7 @@ processes); the monthly budget is summed from the Usage table. The fixed-window 
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -89,6 +90,21 @@ def admit(user: Any) -> None:
     except LimitExceeded:
         release(user.pk)
         raise
+
+
+class Slot:
+    """The streaming slot admit() took for one answer: given back once, whoever asks first."""
+
+    def __init__(self, user_id: Any) -> None:
+        self.user_id = user_id
+        self._held = True
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            release(self.user_id)
 
 
 def release(user_id: Any) -> None:

@@ -5,8 +5,9 @@ Pure functions over bytes: what goes on the wire is decided here and nowhere els
 """
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,12 @@ def encode(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
-async def encode_all(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield encode(event)
+async def encode_all(events: AsyncGenerator[Event]) -> AsyncIterator[bytes]:
+    # aclosing: a client leaving must end the events' generator now, not when it is
+    # collected (it may hold an upstream request open).
+    async with contextlib.aclosing(events):
+        async for event in events:
+            yield encode(event)
 
 
 def preamble(retry_ms: int) -> bytes:

@@ -18,9 +18,19 @@ import uvicorn
 from django.conf import settings
 
 
+def whole_number(name: str, default: int, minimum: int) -> int:
+    """Read a whole number from the environment, or stop saying what is wrong."""
+    raw = os.environ.get(name) or str(default)
+    if not raw.isdigit() or int(raw) < minimum:
+        sys.exit(f"{name} must be a whole number of at least {minimum}, not {raw!r}")
+    return int(raw)
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
-    workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
+    workers = whole_number("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+    port = whole_number("PORT", 8000, minimum=1)
+    drain = whole_number("SERVE_DRAIN_SECONDS", 3, minimum=0)
     # Reading a setting loads them all: a bad one stops here, before any worker starts.
     if workers > 1 and settings.CHAT_EVENT_LOG == "memory":
         sys.exit(
@@ -30,12 +40,12 @@ def main() -> None:
     uvicorn.run(
         "chatsite.asgi:application",
         host=os.environ.get("HOST", "127.0.0.1"),
-        port=int(os.environ.get("PORT", "8000")),
+        port=port,
         workers=workers,
         loop="uvloop",
         http="httptools",
         lifespan="on",
-        timeout_graceful_shutdown=int(os.environ.get("SERVE_DRAIN_SECONDS", "3")),
+        timeout_graceful_shutdown=drain,
         # Django's LOGGING formats uvicorn's lines too (JSON in production).
         log_config=None,
         # X-Forwarded-For/-Proto are believed only from FORWARDED_ALLOW_IPS (uvicorn's

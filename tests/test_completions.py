@@ -4,8 +4,12 @@ import asyncio
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncRequestFactory
 
+from chat import limits
 from chat.models import Conversation, Message, Usage
+from chat.views import completions as views
 from tests.asgi_client import AsgiClient, parse_events, read_events, read_until
 from tests.fakeopenai import Reply
 from tests.test_stream import text_of
@@ -170,6 +174,26 @@ async def test_a_client_leaving_stops_the_upstream_and_frees_its_slot(api, upstr
     again = await api.post(COMPLETIONS, {"prompt": "Again"})
     assert again.status == 200
     assert (await read_events(again))[-1].event == "done"
+
+
+async def test_a_client_leaving_before_the_stream_begins_frees_its_slot(upstream, alice, settings):
+    settings.CHAT_MAX_CONCURRENT = 1
+    request = AsyncRequestFactory().post(
+        COMPLETIONS, {"prompt": "Hi"}, content_type="application/json"
+    )
+    request.auser = lambda: _async(alice)
+
+    response = await views.completion(request)
+    # Django closes a response whose client left before its first byte was sent: the
+    # stream's own code never ran.
+    await sync_to_async(response.close)()
+
+    await sync_to_async(limits.admit)(alice)  # the one slot is free again
+    assert upstream.requests == []
+
+
+async def _async(value):
+    return value
 
 
 async def test_an_answer_past_the_time_limit_ends_with_timeout(api, upstream, settings):

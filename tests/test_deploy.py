@@ -55,18 +55,27 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_several_workers_without_redis_refuse_to_start(production):
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WEB_CONCURRENCY": "2"}, "WEB_CONCURRENCY=2 needs REDIS_URL"),
+        ({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY must be a whole number of at least 1"),
+        ({"PORT": "-1"}, "PORT must be a whole number of at least 1, not '-1'"),
+        ({"SERVE_DRAIN_SECONDS": "1.5"}, "SERVE_DRAIN_SECONDS must be a whole number"),
+    ],
+)
+def test_the_server_refuses_a_bad_setup_before_any_worker_starts(production, env, message):
     started = subprocess.run(
         [sys.executable, "-m", "chatsite.serve"],
         cwd=ROOT,
-        env={**production, "WEB_CONCURRENCY": "2"},
+        env={**production, **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
 
     assert started.returncode == 1
-    assert "WEB_CONCURRENCY=2 needs REDIS_URL" in started.stderr
+    assert message in started.stderr
 
 
 def test_the_deploy_check_finds_nothing_to_report_in_production(production):

@@ -16,8 +16,8 @@ from chat import completions, context, limits, sse
 from chat.limits import LimitExceeded
 from chat.views.responses import (
     BadRequest,
+    EventStream,
     api_view,
-    event_stream,
     json_body,
     text_field,
     too_many_requests,
@@ -56,8 +56,11 @@ async def _answer(
         return too_many_requests(exc)
     finally:
         await sync_to_async(close_old_connections)()  # not held through the stream
-    events = completions.events(user.pk, upstream_request, use_cache=use_cache)
-    return event_stream(_frames(events))
+    slot = limits.Slot(user.pk)
+    events = completions.events(slot, upstream_request, use_cache=use_cache)
+    # The stream gives the slot back as it ends; closing the response does it when the
+    # client left before the stream began.
+    return EventStream(_frames(events), on_close=slot.release)
 
 
 async def _frames(events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:

@@ -33,12 +33,27 @@ def too_many_requests(exc: LimitExceeded) -> JsonResponse:
     return response
 
 
-def event_stream(frames: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    """Return an SSE response that no proxy buffers or transforms."""
-    response = StreamingHttpResponse(frames, content_type="text/event-stream; charset=utf-8")
-    response["Cache-Control"] = "no-cache, no-transform"
-    response["X-Accel-Buffering"] = "no"
-    return response
+class EventStream(StreamingHttpResponse):
+    """An SSE response that no proxy buffers or transforms.
+
+    `on_close` runs when Django closes the response: after it was sent, or after the
+    client left, even before its first byte (when the stream's own code never ran).
+    """
+
+    def __init__(
+        self, frames: AsyncIterator[bytes], on_close: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__(frames, content_type="text/event-stream; charset=utf-8")
+        self["Cache-Control"] = "no-cache, no-transform"
+        self["X-Accel-Buffering"] = "no"
+        self._on_close = on_close
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._on_close:
+                self._on_close()
 
 
 def api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:

@@ -16,7 +16,7 @@ from chat.blocks import with_blocks
 from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.models import Generation
 from chat.replay import events_after, text_before
-from chat.views.responses import BadRequest, api_view, event_stream, json_error
+from chat.views.responses import BadRequest, EventStream, api_view, json_error
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ async def event_stream_response(
     # The stream reads only the event log: give the request's database connection
     # back now rather than holding it for the life of the stream.
     await sync_to_async(close_old_connections)()
-    return event_stream(_frames(str(generation.pk), events or events_after(generation, 0)))
+    return EventStream(_frames(str(generation.pk), events or events_after(generation, 0)))
 
 
 async def _frames(generation_id: str, events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
