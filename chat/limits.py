@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Sum
 from django.utils import timezone
 
 from chat import usage
@@ -153,10 +152,8 @@ def _check_budget(user: Any) -> None:
     if not budget:
         return
     start = usage.month_start(timezone.now())
-    spent = Usage.objects.filter(user=user, created_at__gte=start, cached=False).aggregate(
-        total=Sum("prompt_tokens") + Sum("completion_tokens")
-    )["total"]
-    if spent and spent >= budget:
+    spent = usage.overall(Usage.objects.filter(user=user, created_at__gte=start)).billed_tokens
+    if spent >= budget:
         raise LimitExceeded(
             "budget_exhausted",
             f"You have used this month's {budget:,} tokens.",
