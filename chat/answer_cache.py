@@ -15,6 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from chat.events import TokenUsage
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,7 +24,7 @@ logger = logging.getLogger(__name__)
 class CachedAnswer:
     parts: list[str]
     finish_reason: str
-    usage: dict[str, int] | None
+    usage: TokenUsage | None
 
 
 def key_for(request: dict[str, Any]) -> str | None:

@@ -10,8 +10,8 @@ once and keeps only the still-open block as plain text.
 import re
 from collections.abc import AsyncIterator
 
+from chat.events import Event
 from chat.render import render_markdown
-from chat.sse import Event
 
 FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from chat import usage
 from chat.models import Usage
+from chat.refusals import Refused
 
 WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -65,14 +66,11 @@ def uncount(keys: Sequence[str]) -> None:
             cache.decr(key)
 
 
-class LimitExceeded(Exception):
+class LimitExceeded(Refused):
     """A user's request goes past one of their limits; retry_after says when it won't."""
 
     def __init__(self, code: str, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
+        super().__init__(429, code, message, retry_after)
 
 
 def admit(user: Any) -> None:

@@ -1,16 +1,14 @@
 """A request id on every log line of a request and of the generation it started."""
 
-import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+from chat.logs import request_id as request_id_var
 
 # An incoming X-Request-ID is kept only if it is short and plain: it ends up in logs.
 ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -44,9 +42,3 @@ def RequestIdMiddleware(
             return response  # type: ignore[return-value]
 
     return middleware
-
-
-class RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True

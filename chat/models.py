@@ -41,6 +41,11 @@ class Conversation(models.Model):
         return reverse("chat:conversation", args=[self.pk])
 
 
+class MessageQuerySet(models.QuerySet["Message"]):
+    def owned_by(self, user: Any) -> "MessageQuerySet":
+        return self.filter(conversation__owner=user)
+
+
 class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user"
@@ -65,6 +70,8 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = MessageQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at"]
         indexes = [
@@ -84,6 +91,15 @@ class Message(models.Model):
     @property
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
+
+
+class GenerationQuerySet(models.QuerySet["Generation"]):
+    def owned_by(self, user: Any) -> "GenerationQuerySet":
+        return self.filter(conversation__owner=user)
+
+    def running(self) -> "GenerationQuerySet":
+        """The answers not yet ended: no terminal event is numbered."""
+        return self.filter(last_event_id=None)
 
 
 class Generation(models.Model):
@@ -113,6 +129,8 @@ class Generation(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = GenerationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -23,6 +23,7 @@ import openai
 from django.conf import settings
 
 from chat.demo import DEMO_MODEL, DemoTransport
+from chat.events import TokenUsage
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ TRANSPORT_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
 @dataclass(frozen=True, slots=True)
 class Finish:
     reason: str
-    usage: dict[str, int] | None
+    usage: TokenUsage | None
 
 
 class ProviderError(Exception):
@@ -175,7 +176,7 @@ def _in_band_error(error: Any, request: httpx2.Request) -> openai.APIError:
     return openai.APIError(message, request, body=error)
 
 
-def _fields(chunk: dict[str, Any]) -> tuple[str | None, str | None, dict[str, int] | None]:
+def _fields(chunk: dict[str, Any]) -> tuple[str | None, str | None, TokenUsage | None]:
     """Return a chunk's text delta, finish reason and usage, each None when absent."""
     try:
         usage = chunk.get("usage")
@@ -191,7 +192,7 @@ def _fields(chunk: dict[str, Any]) -> tuple[str | None, str | None, dict[str, in
         raise _malformed(repr(chunk).encode()) from exc
 
 
-def _usage(usage: dict[str, Any]) -> dict[str, int]:
+def _usage(usage: dict[str, Any]) -> TokenUsage:
     prompt = int(usage["prompt_tokens"])
     completion = int(usage["completion_tokens"])
     # Some OpenAI-compatible servers leave the total out.

@@ -1,21 +1,26 @@
-"""Conversations and messages: the writes the views ask for, each in one transaction."""
+"""
+Conversations and messages: the writes the views ask for, each in one transaction.
+
+Posting a message and answering again are the one way an answer of a conversation
+starts, from the pages and the API alike: the rows are written, then the answer is
+started; whatever stops it first is a `Refused` (chat/refusals.py).
+"""
 
 import os
 import socket
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 
-from chat import context, limits
+from chat import context, db, limits, logs, refusals
 from chat import generation as generations
+from chat.eventlog import EventLogUnavailable
 from chat.models import Conversation, Generation, Message
+from chat.refusals import Refused
 from chat.titles import shortened
 
-
-class ConversationBusy(Exception):
-    """The conversation's previous answer is still streaming."""
+type Posted = tuple[Message, Generation]
 
 
 async def conversation_create(
@@ -30,34 +35,52 @@ async def conversation_create(
     )
 
 
-class NothingToAnswer(Exception):
-    """The conversation has no message of the user's to answer."""
+async def conversation_start(
+    *, owner: Any, content: str, model: str = "", system_prompt: str = ""
+) -> Posted:
+    """Make a conversation with its first message, and start answering it.
+
+    Raises Refused, leaving no conversation behind: nothing was said in it.
+    """
+    conversation = await conversation_create(owner=owner, model=model, system_prompt=system_prompt)
+    try:
+        return await message_post(conversation=conversation, content=content)
+    except Refused:
+        await conversation.adelete()
+        raise
 
 
-async def message_post(
-    *, conversation: Conversation, content: str, request_id: str = ""
-) -> tuple[Message, Generation]:
-    """Save the user's message, an empty answer, and the request that will fill it."""
-    return await sync_to_async(_message_post)(conversation.pk, content, request_id)
+async def message_post(*, conversation: Conversation, content: str) -> Posted:
+    """Save the user's message and an empty answer, and start answering; or raise Refused."""
+    return await _started(
+        await db.run(_message_post, conversation.pk, content, logs.request_id.get())
+    )
 
 
-async def answer_again(
-    *, conversation: Conversation, content: str | None = None, request_id: str = ""
-) -> tuple[Message, Generation]:
+async def answer_again(*, conversation: Conversation, content: str | None = None) -> Posted:
     """Answer the user's last message anew (regenerate), its text replaced if given (edit).
 
     The answers after that message are deleted: the conversation goes on from the new one.
+    Raises Refused.
     """
-    return await sync_to_async(_answer_again)(conversation.pk, content, request_id)
+    return await _started(
+        await db.run(_answer_again, conversation.pk, content, logs.request_id.get())
+    )
+
+
+async def _started(posted: Posted) -> Posted:
+    try:
+        await generations.start(posted[1])
+    except EventLogUnavailable:
+        raise refusals.event_log_unavailable() from None
+    return posted
 
 
 async def conversation_delete(*, conversation: Conversation) -> None:
     """Stop the conversation's running answers (closing their upstream requests), then delete it."""
-    async for running in Generation.objects.filter(
-        conversation=conversation, message__status=Message.Status.STREAMING
-    ):
+    async for running in Generation.objects.running().filter(conversation=conversation):
         await generations.cancel(running)
-    await sync_to_async(_delete)(conversation)
+    await db.run(_delete, conversation)
 
 
 def _delete(conversation: Conversation) -> None:
@@ -74,9 +97,7 @@ async def conversation_rename(*, conversation: Conversation, title: str) -> None
     await conversation.asave(update_fields=["title", "auto_title", "updated_at"])
 
 
-def _message_post(
-    conversation_id: Any, content: str, request_id: str
-) -> tuple[Message, Generation]:
+def _message_post(conversation_id: Any, content: str, request_id: str) -> Posted:
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
         question = Message.objects.create(
@@ -87,14 +108,12 @@ def _message_post(
         return question, _start_answer(conversation, request_id, regenerated=False)
 
 
-def _answer_again(
-    conversation_id: Any, content: str | None, request_id: str
-) -> tuple[Message, Generation]:
+def _answer_again(conversation_id: Any, content: str | None, request_id: str) -> Posted:
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
         question = conversation.messages.filter(role=Message.Role.USER).last()
         if question is None:
-            raise NothingToAnswer
+            raise refusals.nothing_to_answer()
         if content is not None:
             question.content = content
             question.save(update_fields=["content", "updated_at"])
@@ -109,7 +128,9 @@ def _lock_idle(conversation_id: Any) -> Conversation:
         Conversation.objects.select_for_update().select_related("owner").get(pk=conversation_id)
     )
     if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-        raise ConversationBusy
+        raise refusals.busy()
+    if conversation.model not in settings.CHAT_MODELS:
+        raise refusals.model_withdrawn(conversation.model)
     return conversation
 
 

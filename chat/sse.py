@@ -1,28 +1,18 @@
 """
-Server-Sent Events wire format, and heartbeats merged into a quiet stream.
+Our Server-Sent Events wire format, and heartbeats merged into a quiet stream.
 
-Pure functions over bytes: what goes on the wire is decided here and nowhere else.
+Pure functions from events (chat/events.py) to bytes: what goes on the wire of our own
+streams is decided here and nowhere else.
 """
 
 import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+
+from chat.events import Event
 
 PING = b": ping\n\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: int | None  # None for an event outside the numbered log (a rendered block)
-    kind: str  # "delta", "done", "error"; "block" in rendered streams
-    data: dict[str, Any]
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.kind in ("done", "error")
 
 
 def encode(event: Event) -> bytes:
@@ -41,6 +31,15 @@ async def encode_all(events: AsyncGenerator[Event]) -> AsyncIterator[bytes]:
     async with contextlib.aclosing(events):
         async for event in events:
             yield encode(event)
+
+
+async def frames(
+    events: AsyncGenerator[Event], *, retry_ms: int, heartbeat: float
+) -> AsyncIterator[bytes]:
+    """Return a whole stream: the preamble, then the events, with heartbeats when quiet."""
+    yield preamble(retry_ms)
+    async for frame in with_heartbeat(encode_all(events), heartbeat):
+        yield frame
 
 
 def preamble(retry_ms: int) -> bytes:

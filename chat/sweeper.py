@@ -18,9 +18,9 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 from django.utils.decorators import sync_and_async_middleware
 
+from chat.ending import settle
 from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.models import Generation
-from chat.replay import settle
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ async def sweep() -> int:
     """End every running answer whose producer is gone; return how many were ended."""
     # A producer marks itself alive right after its row is written: give it that moment.
     settled = timezone.now() - timedelta(seconds=3 * settings.CHAT_LIVENESS_INTERVAL)
-    running = Generation.objects.filter(last_event_id=None, created_at__lt=settled)
+    running = Generation.objects.running().filter(created_at__lt=settled)
     log = get_event_log()
     ended = 0
     for generation_id in [pk async for pk in running.values_list("pk", flat=True)]:

@@ -15,6 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from chat import context
+from chat.events import TokenUsage
 from chat.models import Generation, Usage
 
 
@@ -23,7 +24,7 @@ def record(
     user_id: Any,
     request: dict[str, Any],
     text: str,
-    usage: dict[str, int] | None,
+    usage: TokenUsage | None,
     cached: bool,
     generation: Generation | None = None,
 ) -> Usage:

@@ -263,7 +263,7 @@ SECURE_CSP = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "chat.middleware.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "chat.logs.RequestIdFilter"}},
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {"()": "chat.logs.JsonFormatter"},

@@ -18,7 +18,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from chat import generation
+from chat import generation, services
 from chat.models import Conversation, Generation, Message
 from tests.asgi_client import AsgiClient
 from tests.fakeopenai import FakeOpenAI
@@ -132,6 +132,13 @@ def demo_model(settings) -> None:
     settings.CHAT_MODEL = "demo"
     settings.CHAT_MODELS = ["demo"]
     settings.CHAT_DEMO_TOKEN_DELAY = 0.0
+
+
+async def unstarted_answer(conversation: Conversation, content: str = "Hi") -> Generation:
+    """An answer saved and admitted, but never started: as if its process had died at once."""
+    # The rows and the streaming slot of services.message_post, without the start.
+    _, unstarted = await sync_to_async(services._message_post)(conversation.pk, content, "")
+    return unstarted
 
 
 def finished_exchange(owner: User) -> tuple[Conversation, Message, Generation]:

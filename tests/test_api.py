@@ -4,9 +4,10 @@ import asyncio
 
 import pytest
 
-from chat import generation, services
+from chat import generation
 from chat.models import Conversation, Generation, Message
 from tests.asgi_client import AsgiClient, read_events
+from tests.conftest import unstarted_answer
 from tests.fakeopenai import Reply
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
@@ -97,7 +98,7 @@ async def test_the_answer_starts_without_waiting_for_a_reader(api, upstream):
 
 async def test_it_refuses_a_second_message_while_an_answer_streams(api, upstream, alice):
     conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
-    await services.message_post(conversation=conversation, content="first")
+    await unstarted_answer(conversation, "first")
     before = await counts()
 
     response = await api.post(

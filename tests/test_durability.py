@@ -18,10 +18,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from chat import generation, replay, services, sweeper
+from chat import ending, generation, sweeper
 from chat.eventlog import get_event_log
 from chat.models import Conversation, Generation, Message
 from tests.asgi_client import parse_events, read_events, read_until
+from tests.conftest import unstarted_answer
 from tests.fakeopenai import Reply
 from tests.servers import database_url
 from tests.test_stream import ask, stored_answer, stream, text_of
@@ -57,7 +58,7 @@ async def test_a_connected_reader_keeps_the_answer_going(api, upstream, settings
 
 async def test_the_sweeper_ends_answers_whose_process_is_gone(api, upstream, alice, settings):
     conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
-    _, lost = await services.message_post(conversation=conversation, content="Hi")
+    lost = await unstarted_answer(conversation)
     await Generation.objects.filter(pk=lost.pk).aupdate(
         created_at=timezone.now() - timedelta(minutes=5)
     )
@@ -85,7 +86,7 @@ async def test_the_streaming_slot_of_an_answer_whose_process_is_gone_is_given_ba
     settings.CHAT_MAX_CONCURRENT = 1
     conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
     # Admitted, then never run: as if its process had died holding the user's one slot.
-    _, lost = await services.message_post(conversation=conversation, content="Hi")
+    lost = await unstarted_answer(conversation)
     await Generation.objects.filter(pk=lost.pk).aupdate(
         created_at=timezone.now() - timedelta(minutes=5)
     )
@@ -141,14 +142,14 @@ async def test_an_answer_ending_while_the_database_is_locked_is_stored_once_it_i
     assert (await ask(api, "Next")) is not None  # and the next question is taken
 
 
-async def test_a_checkpoint_after_a_reader_ended_the_answer_changes_nothing(api, alice):
+async def test_a_checkpoint_after_a_reader_ended_the_answer_changes_nothing(api, upstream, alice):
     conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
-    _, slow = await services.message_post(conversation=conversation, content="Hi")
+    slow = await unstarted_answer(conversation)
     # A reader finds the producer silent and ends the answer as interrupted...
-    ended = await replay.settle(slow.pk)
+    ended = await ending.settle(slow.pk)
 
     # ...then the producer, only slow, checkpoints what it has.
-    await sync_to_async(generation._save_checkpoint)(slow, "late words", [5, 6])
+    await sync_to_async(generation.save_checkpoint)(slow, "late words", [5, 6])
 
     message = await Message.objects.aget(pk=slow.message.pk)
     stored = await Generation.objects.aget(pk=slow.pk)
@@ -248,9 +249,9 @@ async def test_an_answer_survives_its_event_store_restarting(api, upstream, sett
     assert len(seen) >= 3
 
 
-async def test_a_stream_of_an_unreachable_event_store_answers_503(api, alice, settings):
+async def test_a_stream_of_an_unreachable_event_store_answers_503(api, upstream, alice, settings):
     conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
-    _, running = await services.message_post(conversation=conversation, content="Hi")
+    running = await unstarted_answer(conversation)
     settings.CHAT_EVENT_LOG = "redis"
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 

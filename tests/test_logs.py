@@ -11,8 +11,8 @@ from datetime import datetime
 import pytest
 
 from chat import generation
-from chat.logs import JsonFormatter
-from chat.middleware import RequestIdFilter, request_id_var
+from chat.logs import JsonFormatter, RequestIdFilter
+from chat.logs import request_id as request_id_var
 from tests.asgi_client import read_events
 from tests.fakeopenai import Reply
 

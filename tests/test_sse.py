@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from chat.sse import PING, Event, encode, preamble, with_heartbeat
+from chat.events import Event
+from chat.sse import PING, encode, preamble, with_heartbeat
 from tests.asgi_client import parse_events
 
 pytestmark = pytest.mark.anyio

@@ -7,10 +7,11 @@ import pytest
 from django.db.backends.signals import connection_created
 from django.test import AsyncRequestFactory
 
-from chat import generation, services
+from chat import generation
 from chat.models import Conversation, Generation, Message
 from chat.views.stream import generation_stream
 from tests.asgi_client import AsgiClient, parse_events, read_events, read_until
+from tests.conftest import unstarted_answer
 from tests.fakeopenai import Reply
 from tests.servers import free_port
 
@@ -456,7 +457,7 @@ async def test_a_generation_whose_producer_is_gone_is_reported_not_left_hanging(
 ):
     conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
     # Saved but never started: as if the process running it had died.
-    _, lost = await services.message_post(conversation=conversation, content="Hi")
+    lost = await unstarted_answer(conversation)
 
     events = await read_events(await api.get(lost.get_stream_url()))
 

@@ -1,7 +1,7 @@
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from chat.sse import Event
+from chat.events import Event
 
 
 class UnknownGeneration(LookupError):

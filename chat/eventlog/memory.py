@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from chat.eventlog.base import LogClosed, UnknownGeneration
-from chat.sse import Event
+from chat.events import Event
 
 
 class _Channel:

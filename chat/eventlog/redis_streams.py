@@ -25,7 +25,7 @@ import redis.asyncio as redis
 from django.conf import settings
 
 from chat.eventlog.base import EventLogUnavailable, LogClosed, UnknownGeneration
-from chat.sse import Event
+from chat.events import Event
 
 # Appends atomically: refuses an unknown or ended log, numbers the event, marks the end.
 APPEND = """

@@ -1,38 +1,28 @@
 """The JSON API: conversations, messages and cancelling generations."""
 
-from collections.abc import Awaitable
-
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 
 from chat import generation as generations
 from chat import services
-from chat.eventlog import EventLogUnavailable
-from chat.limits import LimitExceeded
-from chat.middleware import request_id_var
-from chat.models import Conversation, Generation, Message
+from chat.models import Conversation, Generation
 from chat.serialize import conversation_dict, generation_dict, message_dict
-from chat.views.responses import (
-    BadRequest,
-    api_view,
-    json_body,
-    json_error,
-    text_field,
-    too_many_requests,
-)
+from chat.services import Posted
+from chat.views.decorators import AuthenticatedRequest, api_view
+from chat.views.owned import owned
+from chat.views.responses import BadRequest, json_body, text_field
 from chat.views.stream import accepts_event_stream, event_stream_response
 
 
 @api_view("GET", "POST")
-async def conversations(request: HttpRequest) -> HttpResponse:
-    user = await request.auser()
+async def conversations(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
-        return await _conversation_create(request, user)
-    found = [conversation_dict(c) async for c in Conversation.objects.owned_by(user)]
+        return await _conversation_create(request)
+    found = [conversation_dict(c) async for c in Conversation.objects.owned_by(request.user)]
     return JsonResponse({"conversations": found})
 
 
-async def _conversation_create(request: HttpRequest, user: object) -> HttpResponse:
+async def _conversation_create(request: AuthenticatedRequest) -> HttpResponse:
     data = json_body(request)
     title = text_field(data, "title", max_length=200)
     system_prompt = text_field(data, "system_prompt", max_length=settings.CHAT_MAX_MESSAGE_CHARS)
@@ -42,18 +32,14 @@ async def _conversation_create(request: HttpRequest, user: object) -> HttpRespon
             "unknown_model", f"'model' must be one of: {', '.join(settings.CHAT_MODELS)}."
         )
     conversation = await services.conversation_create(
-        owner=user, title=title.strip(), model=model, system_prompt=system_prompt
+        owner=request.user, title=title.strip(), model=model, system_prompt=system_prompt
     )
     return JsonResponse(conversation_dict(conversation), status=201)
 
 
 @api_view("GET", "PATCH", "DELETE")
-async def conversation(request: HttpRequest, pk: str) -> HttpResponse:
-    user = await request.auser()
-    try:
-        found = await Conversation.objects.owned_by(user).aget(pk=pk)
-    except Conversation.DoesNotExist:
-        return json_error(404, "not_found", "No such conversation.")
+async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     if request.method == "DELETE":
         await services.conversation_delete(conversation=found)
         return HttpResponse(status=204)
@@ -67,33 +53,21 @@ async def conversation(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @api_view("POST")
-async def messages(request: HttpRequest, pk: str) -> HttpResponse:
-    user = await request.auser()
-    try:
-        found = await Conversation.objects.owned_by(user).aget(pk=pk)
-    except Conversation.DoesNotExist:
-        return json_error(404, "not_found", "No such conversation.")
+async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     content = _content(json_body(request), required=True)
-    return await _answer(
-        request,
-        services.message_post(conversation=found, content=content, request_id=request_id_var.get()),
-    )
+    posted = await services.message_post(conversation=found, content=content)
+    return await _answering(request, posted)
 
 
 @api_view("POST")
-async def regenerate(request: HttpRequest, pk: str) -> HttpResponse:
+async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Answer the last user message anew; with "content", edit that message first."""
-    user = await request.auser()
-    try:
-        found = await Conversation.objects.owned_by(user).aget(pk=pk)
-    except Conversation.DoesNotExist:
-        return json_error(404, "not_found", "No such conversation.")
+    found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     data = json_body(request)
     content = _content(data, required=True) if "content" in data else None
-    return await _answer(
-        request,
-        services.answer_again(conversation=found, content=content, request_id=request_id_var.get()),
-    )
+    posted = await services.answer_again(conversation=found, content=content)
+    return await _answering(request, posted)
 
 
 def _content(data: dict[str, object], *, required: bool) -> str:
@@ -102,28 +76,11 @@ def _content(data: dict[str, object], *, required: bool) -> str:
     )
 
 
-async def _answer(
-    request: HttpRequest, posting: Awaitable[tuple[Message, Generation]]
-) -> HttpResponse:
-    """Start the answer a posting creates; return its stream, or where to find it."""
-    try:
-        question, generation = await posting
-    except services.ConversationBusy:
-        return json_error(409, "busy", "Wait for the current answer to finish, or stop it.")
-    except services.NothingToAnswer:
-        return json_error(409, "nothing_to_answer", "This conversation has no message to answer.")
-    except LimitExceeded as exc:
-        return too_many_requests(exc)
-    try:
-        await generations.start(generation)
-    except EventLogUnavailable:
-        response = json_error(
-            503, "event_log_unavailable", "Answers cannot stream right now; retry."
-        )
-        response["Retry-After"] = "2"
-        return response
+async def _answering(request: AuthenticatedRequest, posted: Posted) -> HttpResponse:
+    """Return the started answer's stream, or where to find it."""
+    question, generation = posted
     if accepts_event_stream(request):
-        response = await event_stream_response(generation)
+        response = event_stream_response(generation)
         # Where to reconnect, and what to cancel, for a client that has only this stream.
         response["Location"] = generation.get_stream_url()
         response["X-Cancel-URL"] = generation.get_cancel_url()
@@ -135,11 +92,7 @@ async def _answer(
 
 
 @api_view("POST")
-async def generation_cancel(request: HttpRequest, pk: str) -> HttpResponse:
-    user = await request.auser()
-    try:
-        found = await Generation.objects.aget(pk=pk, conversation__owner=user)
-    except Generation.DoesNotExist:
-        return json_error(404, "not_found", "No such generation.")
+async def generation_cancel(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    found = await owned(Generation.objects.owned_by(request.user), pk, "generation")
     await generations.cancel(found)
     return JsonResponse({"id": str(found.pk), "finished": found.is_finished}, status=202)

@@ -4,24 +4,15 @@ a message list the client supplies. Each answers in its POST response, as SSE.
 """
 
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 
-from chat import completions, context, limits, sse
-from chat.limits import LimitExceeded
-from chat.views.responses import (
-    BadRequest,
-    EventStream,
-    api_view,
-    json_body,
-    text_field,
-    too_many_requests,
-)
+from chat import completions, context, db, limits, sse
+from chat.answering import Prepared
+from chat.views.decorators import AuthenticatedRequest, api_view
+from chat.views.responses import BadRequest, EventStream, json_body, text_field
 
 ROLES = ("system", "user", "assistant")
 # Far more than any context window holds; refuses a body built to exhaust the server.
@@ -30,7 +21,7 @@ MAX_TOKENS_LIMIT = 1_000_000
 
 
 @api_view("POST")
-async def completion(request: HttpRequest) -> HttpResponse:
+async def completion(request: AuthenticatedRequest) -> HttpResponse:
     """Answer `{"prompt": str}` as a single user message."""
     data = json_body(request)
     prompt = text_field(data, "prompt", max_length=settings.CHAT_MAX_MESSAGE_CHARS, required=True)
@@ -38,35 +29,28 @@ async def completion(request: HttpRequest) -> HttpResponse:
 
 
 @api_view("POST")
-async def chat_completion(request: HttpRequest) -> HttpResponse:
+async def chat_completion(request: AuthenticatedRequest) -> HttpResponse:
     """Answer `{"messages": [{"role", "content"}, ...]}`, the last one from the user."""
     data = json_body(request)
     return await _answer(request, data, message_list(data))
 
 
 async def _answer(
-    request: HttpRequest, data: dict[str, Any], messages: list[dict[str, str]]
+    request: AuthenticatedRequest, data: dict[str, Any], messages: list[dict[str, str]]
 ) -> HttpResponse:
-    upstream_request = build_request(data, messages)
-    use_cache = _flag(data, "cache", default=True)
-    user = await request.auser()
-    try:
-        await sync_to_async(limits.admit)(user)
-    except LimitExceeded as exc:
-        return too_many_requests(exc)
-    finally:
-        await sync_to_async(close_old_connections)()  # not held through the stream
-    slot = limits.Slot(user.pk)
-    events = completions.events(slot, upstream_request, use_cache=use_cache)
+    prepared = Prepared.of(
+        build_request(data, messages), use_cache=_flag(data, "cache", default=True)
+    )
+    await db.run(limits.admit, request.user)  # or Refused
+    slot = limits.Slot(request.user.pk)
     # The stream gives the slot back as it ends; closing the response does it when the
     # client left before the stream began.
-    return EventStream(_frames(events), on_close=slot.release)
-
-
-async def _frames(events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
-    yield sse.preamble(settings.CHAT_SSE_RETRY_MS)
-    async for frame in sse.with_heartbeat(sse.encode_all(events), settings.CHAT_SSE_HEARTBEAT):
-        yield frame
+    frames = sse.frames(
+        completions.events(slot, prepared),
+        retry_ms=settings.CHAT_SSE_RETRY_MS,
+        heartbeat=settings.CHAT_SSE_HEARTBEAT,
+    )
+    return EventStream(frames, on_close=slot.release)
 
 
 def message_list(data: dict[str, Any]) -> list[dict[str, str]]:

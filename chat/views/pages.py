@@ -6,118 +6,95 @@ Every page works without JavaScript; with htmx the forms post in place and get b
 fragments rendered from the very partials the full pages use.
 """
 
-from collections.abc import Awaitable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib import messages as flash
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import aget_object_or_404, render
+from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import export, services
-from chat import generation as generations
 from chat.forms import MessageForm, NewConversationForm, RenameForm, model_label
-from chat.limits import LimitExceeded
-from chat.middleware import request_id_var
-from chat.models import Conversation, Generation, Message
+from chat.models import Conversation, Message
+from chat.refusals import Refused
 from chat.render import render_markdown
-from chat.sidebar import clean_query, conversation_groups
-
-BUSY = "Wait for the current answer to finish, or stop it."
-NOTHING_TO_ANSWER = "This conversation has no message of yours to answer."
-
-
-def is_htmx(request: HttpRequest) -> bool:
-    return request.headers.get("HX-Request") == "true"
+from chat.services import Posted
+from chat.sidebar import conversation_groups
+from chat.views.decorators import AuthenticatedRequest, page_view
+from chat.views.layout import is_htmx, render_page, sidebar_context
+from chat.views.owned import owned
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-async def home(request: HttpRequest) -> HttpResponse:
-    user = await request.auser()
+@page_view("GET", "POST")
+async def home(request: AuthenticatedRequest) -> HttpResponse:
     if request.method != "POST":
-        return await _home_page(request, user, NewConversationForm())
+        return await _home_page(request, NewConversationForm())
     form = NewConversationForm(request.POST)
     if not form.is_valid():
-        return await _home_refused(request, user, form, status=422)
-    conversation = await services.conversation_create(
-        owner=user,
-        model=form.cleaned_data["model"],
-        system_prompt=form.cleaned_data["system_prompt"].strip(),
-    )
+        return await _home_refused(request, form, status=422)
     try:
-        # A new conversation has no answer streaming: message_post cannot be busy here.
-        _, generation = await services.message_post(
-            conversation=conversation,
+        _, generation = await services.conversation_start(
+            owner=request.user,
             content=form.cleaned_data["content"],
-            request_id=request_id_var.get(),
+            model=form.cleaned_data["model"],
+            system_prompt=form.cleaned_data["system_prompt"].strip(),
         )
-    except LimitExceeded as exc:
-        # Nothing was said in it: do not leave an empty conversation behind.
-        await conversation.adelete()
-        form.add_error(None, exc.message)
-        response = await _home_refused(request, user, form, status=429)
-        response["Retry-After"] = str(exc.retry_after)
-        return response
-    await generations.start(generation)
-    return _redirect(request, conversation.get_absolute_url())
+    except Refused as refused:
+        form.add_error(None, refused.message)
+        return _retry_after(await _home_refused(request, form, status=refused.status), refused)
+    return _redirect(request, generation.conversation.get_absolute_url())
 
 
-@login_required
-@require_GET
-async def conversation(request: HttpRequest, pk: str) -> HttpResponse:
-    user = await request.auser()
-    found = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
-    return await _conversation_page(request, user, found, MessageForm())
+@page_view("GET")
+async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    found = await _conversation_of(request, pk)
+    return await _conversation_page(request, found, MessageForm())
 
 
-@login_required
-@require_POST
-async def message_create(request: HttpRequest, pk: str) -> HttpResponse:
-    user = await request.auser()
-    found = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
+@page_view("POST")
+async def message_create(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    found = await _conversation_of(request, pk)
     form = MessageForm(request.POST)
     if not form.is_valid():
-        return await _refused(request, user, found, form, status=422)
-    posting = services.message_post(
-        conversation=found, content=form.cleaned_data["content"], request_id=request_id_var.get()
-    )
-    return await _answer(request, user, found, form, posting, whole_transcript=False)
+        return await _refused(request, found, form, status=422)
+    try:
+        posted = await services.message_post(
+            conversation=found, content=form.cleaned_data["content"]
+        )
+    except Refused as refused:
+        return await _refusal(request, found, form, refused)
+    return await _answering(request, found, posted, whole_transcript=False)
 
 
-@login_required
-@require_POST
-async def regenerate(request: HttpRequest, pk: str) -> HttpResponse:
+@page_view("POST")
+async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Answer the last message of the user's anew (also the Retry of a failed answer)."""
-    user = await request.auser()
-    found = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
-    posting = services.answer_again(conversation=found, request_id=request_id_var.get())
-    return await _answer(request, user, found, MessageForm(), posting, whole_transcript=True)
+    found = await _conversation_of(request, pk)
+    try:
+        posted = await services.answer_again(conversation=found)
+    except Refused as refused:
+        return await _refusal(request, found, MessageForm(), refused)
+    return await _answering(request, found, posted, whole_transcript=True)
 
 
-@login_required
-@require_POST
-async def edit(request: HttpRequest, pk: str) -> HttpResponse:
+@page_view("POST")
+async def edit(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Replace the text of the user's last message and answer it anew."""
-    user = await request.auser()
-    found = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
+    found = await _conversation_of(request, pk)
     form = MessageForm(request.POST)
     if not form.is_valid():
-        return await _refused(request, user, found, form, status=422)
-    posting = services.answer_again(
-        conversation=found, content=form.cleaned_data["content"], request_id=request_id_var.get()
-    )
-    return await _answer(request, user, found, MessageForm(), posting, whole_transcript=True)
+        return await _refused(request, found, form, status=422)
+    try:
+        posted = await services.answer_again(
+            conversation=found, content=form.cleaned_data["content"]
+        )
+    except Refused as refused:
+        return await _refusal(request, found, MessageForm(), refused)
+    return await _answering(request, found, posted, whole_transcript=True)
 
 
-@login_required
-@require_POST
-async def rename(request: HttpRequest, pk: str) -> HttpResponse:
-    user = await request.auser()
-    found = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
+@page_view("POST")
+async def rename(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    found = await _conversation_of(request, pk)
     form = RenameForm(request.POST)
     if form.is_valid():
         await services.conversation_rename(conversation=found, title=form.cleaned_data["title"])
@@ -126,36 +103,32 @@ async def rename(request: HttpRequest, pk: str) -> HttpResponse:
             return HttpResponse(status=422)
         # The list (where the title shows) and, out of band, the page's own title.
         context = {
-            "groups": await conversation_groups(user),
+            "groups": await conversation_groups(request.user),
             "current_pk": _current_pk(request),
             "renamed": found,
         }
-        return await _render(request, "chat/_sidebar.html#renamed", context)
+        return await render_page(request, "chat/_sidebar.html#renamed", context)
     if not form.is_valid():
         flash.error(request, "A title cannot be empty, nor longer than 200 characters.")
     return HttpResponseRedirect(found.get_absolute_url())
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-async def delete(request: HttpRequest, pk: str) -> HttpResponse:
+@page_view("GET", "POST")
+async def delete(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Ask first (GET: a confirmation page), then delete (POST), stopping a running answer."""
-    user = await request.auser()
-    found = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
+    found = await _conversation_of(request, pk)
     if request.method != "POST":
-        context = {"conversation": found, "groups": await conversation_groups(user)}
-        return await _render(request, "chat/delete.html", context)
+        context = {"conversation": found, "groups": await conversation_groups(request.user)}
+        return await render_page(request, "chat/delete.html", context)
     title = str(found)
     await services.conversation_delete(conversation=found)
     flash.success(request, f"Deleted “{title}”.")
     return _redirect(request, reverse("chat:home"))
 
 
-@login_required
-@require_GET
-async def export_conversation(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
-    user = await request.auser()
-    found = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
+@page_view("GET")
+async def export_conversation(request: AuthenticatedRequest, pk: str, fmt: str) -> HttpResponse:
+    found = await _conversation_of(request, pk)
     transcript = [message async for message in found.messages.all()]
     if fmt == "json":
         body, content_type = export.as_json(found, transcript), "application/json"
@@ -166,30 +139,18 @@ async def export_conversation(request: HttpRequest, pk: str, fmt: str) -> HttpRe
     return response
 
 
-@login_required
-@require_GET
-async def sidebar(request: HttpRequest) -> HttpResponse:
+@page_view("GET")
+async def sidebar(request: AuthenticatedRequest) -> HttpResponse:
     """Return the conversation list alone: for search as you type, and after a new title."""
-    user = await request.auser()
-    query = clean_query(request.GET.get("q"))
-    context = {
-        "groups": await conversation_groups(user, query),
-        "query": query,
-        "current_pk": _current_pk(request),
-    }
-    return await _render(request, "chat/_sidebar.html#list", context)
+    context = {**await sidebar_context(request), "current_pk": _current_pk(request)}
+    return await render_page(request, "chat/_sidebar.html#list", context)
 
 
-@login_required
-@require_GET
-async def message(request: HttpRequest, pk: str) -> HttpResponse:
+@page_view("GET")
+async def message(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Return one message as the transcript shows it: a finished answer replaces its bubble."""
-    user = await request.auser()
-    found = await aget_object_or_404(
-        Message.objects.select_related("generation", "conversation"),
-        pk=pk,
-        conversation__owner=user,
-    )
+    messages = Message.objects.owned_by(request.user).select_related("generation", "conversation")
+    found = await owned(messages, pk, "message")
     later = Message.objects.filter(
         conversation_id=found.conversation_id, created_at__gt=found.created_at
     )
@@ -198,42 +159,27 @@ async def message(request: HttpRequest, pk: str) -> HttpResponse:
         "conversation": found.conversation,
         "last_answer_id": None if await later.aexists() else found.pk,
     }
-    return await _render(request, "chat/conversation.html#message", context)
+    return await render_page(request, "chat/conversation.html#message", context)
 
 
 # Helpers
 
 
-async def _answer(
-    request: HttpRequest,
-    user: Any,
-    found: Conversation,
-    form: MessageForm,
-    posting: Awaitable[tuple[Message, Generation]],
-    *,
-    whole_transcript: bool,
+async def _conversation_of(request: AuthenticatedRequest, pk: str) -> Conversation:
+    return await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
+
+
+async def _answering(
+    request: AuthenticatedRequest, found: Conversation, posted: Posted, *, whole_transcript: bool
 ) -> HttpResponse:
-    """Start the answer a posting creates; show it, or say why there is none."""
-    try:
-        question, generation = await posting
-    except services.ConversationBusy:
-        form = _with_error(form, BUSY)
-        return await _refused(request, user, found, form, status=409)
-    except services.NothingToAnswer:
-        form = _with_error(form, NOTHING_TO_ANSWER)
-        return await _refused(request, user, found, form, status=409)
-    except LimitExceeded as exc:
-        form = _with_error(form, exc.message)
-        response = await _refused(request, user, found, form, status=429)
-        response["Retry-After"] = str(exc.retry_after)
-        return response
-    await generations.start(generation)
+    """Show the answer just started: the new exchange, or the whole transcript."""
     if not is_htmx(request):
         return HttpResponseRedirect(found.get_absolute_url())
     if whole_transcript:
         # Answers were deleted: the transcript is replaced as a whole.
         context = await _transcript_context(found)
     else:
+        question, generation = posted
         answer = generation.message
         answer.generation = generation
         context = {
@@ -241,38 +187,34 @@ async def _answer(
             "transcript": [_prepared(question), _prepared(answer)],
             "last_question_id": question.pk,
         }
-    return await _render(request, "chat/conversation.html#transcript", context)
+    return await render_page(request, "chat/conversation.html#transcript", context)
 
 
 async def _home_page(
-    request: HttpRequest, user: Any, form: NewConversationForm, status: int = 200
+    request: AuthenticatedRequest, form: NewConversationForm, status: int = 200
 ) -> HttpResponse:
-    query = clean_query(request.GET.get("q"))
-    context = {"groups": await conversation_groups(user, query), "query": query, "form": form}
-    return await _render(request, "chat/home.html", context, status=status)
+    context = {**await sidebar_context(request), "form": form}
+    return await render_page(request, "chat/home.html", context, status=status)
 
 
 async def _home_refused(
-    request: HttpRequest, user: Any, form: NewConversationForm, *, status: int
+    request: AuthenticatedRequest, form: NewConversationForm, *, status: int
 ) -> HttpResponse:
     if is_htmx(request):
         return await _composer_errors(request, form, status=status)
-    return await _home_page(request, user, form, status=status)
+    return await _home_page(request, form, status=status)
 
 
 async def _conversation_page(
-    request: HttpRequest, user: Any, found: Conversation, form: MessageForm, status: int = 200
+    request: AuthenticatedRequest, found: Conversation, form: MessageForm, status: int = 200
 ) -> HttpResponse:
-    query = clean_query(request.GET.get("q"))
     context = {
-        "conversation": found,
         "model_label": model_label(found.model),
-        "groups": await conversation_groups(user, query),
-        "query": query,
+        **await sidebar_context(request),
         "form": form,
         **await _transcript_context(found),
     }
-    return await _render(request, "chat/conversation.html", context, status=status)
+    return await render_page(request, "chat/conversation.html", context, status=status)
 
 
 async def _transcript_context(found: Conversation) -> dict[str, Any]:
@@ -290,29 +232,40 @@ async def _transcript_context(found: Conversation) -> dict[str, Any]:
     }
 
 
+async def _refusal(
+    request: AuthenticatedRequest, found: Conversation, form: MessageForm, refused: Refused
+) -> HttpResponse:
+    """Show why no answer started in the composer, with the refusal's status."""
+    if not form.is_bound:
+        # Regenerate and edit post no message to keep: bind the form to nothing first.
+        form = MessageForm({"content": ""})
+        form.errors.pop("content", None)  # empty is fine here: nothing was typed
+    form.add_error(None, refused.message)
+    return _retry_after(await _refused(request, found, form, status=refused.status), refused)
+
+
 async def _refused(
-    request: HttpRequest, user: Any, found: Conversation, form: MessageForm, *, status: int
+    request: AuthenticatedRequest, found: Conversation, form: MessageForm, *, status: int
 ) -> HttpResponse:
     if is_htmx(request):
         return await _composer_errors(request, form, status=status)
-    return await _conversation_page(request, user, found, form, status=status)
+    return await _conversation_page(request, found, form, status=status)
 
 
-async def _composer_errors(request: HttpRequest, form: MessageForm, *, status: int) -> HttpResponse:
+async def _composer_errors(
+    request: AuthenticatedRequest, form: MessageForm, *, status: int
+) -> HttpResponse:
     # Only the errors are swapped in (hx-status on the form): what was typed stays put.
-    return await _render(request, "chat/_composer.html#errors", {"form": form}, status=status)
+    return await render_page(request, "chat/_composer.html#errors", {"form": form}, status=status)
 
 
-def _with_error(form: MessageForm, message: str) -> MessageForm:
-    """Return the form, showing message; an unbound one (regenerate) is bound to nothing first."""
-    if not form.is_bound:
-        form = MessageForm({"content": ""})
-        form.errors.pop("content", None)  # empty is fine here: nothing was typed
-    form.add_error(None, message)
-    return form
+def _retry_after(response: HttpResponse, refused: Refused) -> HttpResponse:
+    if refused.retry_after is not None:
+        response["Retry-After"] = str(refused.retry_after)
+    return response
 
 
-def _current_pk(request: HttpRequest) -> str:
+def _current_pk(request: AuthenticatedRequest) -> str:
     return request.GET.get("current") or request.POST.get("current") or ""
 
 
@@ -323,20 +276,8 @@ def _prepared(message: Message) -> Message:
     return message
 
 
-def _redirect(request: HttpRequest, url: str) -> HttpResponse:
+def _redirect(request: AuthenticatedRequest, url: str) -> HttpResponse:
     if is_htmx(request):
         # A full page load: the new page starts its own stream, with its own script state.
         return HttpResponse(headers={"HX-Redirect": url})
     return HttpResponseRedirect(url)
-
-
-async def _render(
-    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
-) -> HttpResponse:
-    # The user resolved already, or the auth context processor would load it again.
-    context.setdefault("user", await request.auser())
-    if "conversation" in context:
-        # The sidebar marks the open conversation; fragments name it with ?current=.
-        context.setdefault("current_pk", str(context["conversation"].pk))
-    # Context processors may touch the database synchronously: render off the event loop.
-    return await sync_to_async(render)(request, template, context, status=status)

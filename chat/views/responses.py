@@ -1,17 +1,14 @@
-"""What every API view shares: JSON errors, authentication, reading a JSON body."""
+"""What API responses share: JSON errors, refusals, the SSE response, reading a JSON body."""
 
-import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.request import RawPostDataException
 
-from chat.limits import LimitExceeded
-
-type AsyncView = Callable[..., Awaitable[HttpResponse]]
+from chat.refusals import Refused
 
 
 class BadRequest(Exception):
@@ -27,9 +24,10 @@ def json_error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
-def too_many_requests(exc: LimitExceeded) -> JsonResponse:
-    response = json_error(429, exc.code, exc.message)
-    response["Retry-After"] = str(exc.retry_after)
+def refusal(refused: Refused) -> JsonResponse:
+    response = json_error(refused.status, refused.code, refused.message)
+    if refused.retry_after is not None:
+        response["Retry-After"] = str(refused.retry_after)
     return response
 
 
@@ -54,31 +52,6 @@ class EventStream(StreamingHttpResponse):
         finally:
             if self._on_close:
                 self._on_close()
-
-
-def api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
-    """Make an async view an API endpoint: allowed methods, a session, JSON errors."""
-
-    def decorator(view: AsyncView) -> AsyncView:
-        @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if request.method not in methods:
-                response = json_error(
-                    405, "method_not_allowed", f"Use {' or '.join(methods)} here."
-                )
-                response["Allow"] = ", ".join(methods)
-                return response
-            user = await request.auser()
-            if not user.is_authenticated:
-                return json_error(401, "not_authenticated", "Log in to use the API.")
-            try:
-                return await view(request, *args, **kwargs)
-            except BadRequest as exc:
-                return json_error(400, exc.code, exc.message)
-
-        return wrapper
-
-    return decorator
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:

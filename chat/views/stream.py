@@ -2,21 +2,23 @@
 
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 
-from chat import sse
+from chat import refusals, sse
 from chat.blocks import with_blocks
 from chat.eventlog import EventLogUnavailable, get_event_log
+from chat.events import Event
 from chat.models import Generation
 from chat.replay import events_after, text_before
-from chat.views.responses import BadRequest, EventStream, api_view, json_error
+from chat.views.decorators import AuthenticatedRequest, api_view
+from chat.views.owned import owned
+from chat.views.responses import BadRequest, EventStream
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +26,9 @@ EVENT_ID = re.compile(r"\d{1,18}")
 
 
 @api_view("GET")
-async def generation_stream(request: HttpRequest, pk: str) -> HttpResponse:
-    user = await request.auser()
-    try:
-        generation = await Generation.objects.select_related("message").aget(
-            pk=pk, conversation__owner=user
-        )
-    except Generation.DoesNotExist:
-        return json_error(404, "not_found", "No such generation.")
+async def generation_stream(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    generations = Generation.objects.owned_by(request.user).select_related("message")
+    generation = await owned(generations, pk, "generation")
     after = last_event_id(request)
     if generation.is_finished:
         assert generation.last_event_id is not None
@@ -42,17 +39,13 @@ async def generation_stream(request: HttpRequest, pk: str) -> HttpResponse:
         try:
             produced = await get_event_log().last_id(str(generation.pk))
         except EventLogUnavailable:
-            response = json_error(
-                503, "event_log_unavailable", "The live stream is unavailable; retry shortly."
-            )
-            response["Retry-After"] = "2"
-            return response
+            raise refusals.event_log_unavailable() from None
         if produced is not None and after > produced:
             raise BadRequest("bad_last_event_id", "Last-Event-ID is past the end of this stream.")
     events = events_after(generation, after)
     if request.GET.get("render") == "blocks":
         events = with_blocks(events, await text_before(generation, after))
-    return await event_stream_response(generation, events)
+    return event_stream_response(generation, events)
 
 
 def last_event_id(request: HttpRequest) -> int:
@@ -67,22 +60,20 @@ def accepts_event_stream(request: HttpRequest) -> bool:
     return "text/event-stream" in request.headers.get("Accept", "")
 
 
-async def event_stream_response(
-    generation: Generation, events: AsyncIterator[sse.Event] | None = None
-) -> StreamingHttpResponse:
+def event_stream_response(
+    generation: Generation, events: AsyncIterator[Event] | None = None
+) -> EventStream:
     """Stream a generation's events (by default all of them) as SSE, with heartbeats."""
-    # The stream reads only the event log: give the request's database connection
-    # back now rather than holding it for the life of the stream.
-    await sync_to_async(close_old_connections)()
     return EventStream(_frames(str(generation.pk), events or events_after(generation, 0)))
 
 
-async def _frames(generation_id: str, events: AsyncIterator[sse.Event]) -> AsyncIterator[bytes]:
-    yield sse.preamble(settings.CHAT_SSE_RETRY_MS)
+async def _frames(generation_id: str, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    frames = sse.frames(
+        events, retry_ms=settings.CHAT_SSE_RETRY_MS, heartbeat=settings.CHAT_SSE_HEARTBEAT
+    )
+    last_touch = -math.inf  # the first touch follows the first bytes
     try:
-        await _touch(generation_id)
-        last_touch = time.monotonic()
-        async for frame in sse.with_heartbeat(sse.encode_all(events), settings.CHAT_SSE_HEARTBEAT):
+        async for frame in frames:
             yield frame
             if time.monotonic() - last_touch >= settings.CHAT_SSE_HEARTBEAT:
                 # Someone is still reading: the answer is not abandoned.

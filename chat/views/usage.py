@@ -2,28 +2,20 @@
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.http import HttpResponse
 
 from chat import usage
-from chat.sidebar import clean_query, conversation_groups
+from chat.views.decorators import AuthenticatedRequest, page_view
+from chat.views.layout import render_page, sidebar_context
 
 
-@login_required
-@require_GET
-async def usage_page(request: HttpRequest) -> HttpResponse:
-    user = await request.auser()
-    query = clean_query(request.GET.get("q"))
+@page_view("GET")
+async def usage_page(request: AuthenticatedRequest) -> HttpResponse:
     context = {
-        "user": user,
-        "summary": await sync_to_async(usage.summary)(user),
+        "summary": await sync_to_async(usage.summary)(request.user),
         "rate_limits": settings.CHAT_RATE_LIMITS,
         "max_concurrent": settings.CHAT_MAX_CONCURRENT,
-        "exempt": settings.CHAT_STAFF_EXEMPT and user.is_staff,
-        "groups": await conversation_groups(user, query),
-        "query": query,
+        "exempt": settings.CHAT_STAFF_EXEMPT and request.user.is_staff,
+        **await sidebar_context(request),
     }
-    # Context processors may touch the database synchronously: render off the event loop.
-    return await sync_to_async(render)(request, "chat/usage.html", context)
+    return await render_page(request, "chat/usage.html", context)

@@ -1,0 +1,45 @@
+"""
+Database work from async code, and the connections it leaves behind.
+
+A streaming response or a background answer can live for minutes; a database connection
+it kept for that long would be one connection per open stream. So the boundaries give
+connections back, not the code in between:
+- `run(fn, ...)`: a self-contained piece of sync database work on a worker thread, its
+  connection closed as it returns;
+- `given_back()`: around a background task, closes what its async ORM calls opened on
+  asgiref's shared thread;
+- `release_request_connection()`: a view about to return a stream gives back the
+  connection its request opened (Django closes it only once the response has ended).
+"""
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connections
+
+
+async def run[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run sync database work on any worker thread; its connection is closed after."""
+
+    def call() -> R:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await sync_to_async(call, thread_sensitive=False)()
+
+
+@contextlib.asynccontextmanager
+async def given_back() -> AsyncIterator[None]:
+    """Close, at the end, the connections opened on asgiref's shared thread meanwhile."""
+    try:
+        yield
+    finally:
+        await sync_to_async(connections.close_all)()
+
+
+async def release_request_connection() -> None:
+    """Give back the connection of the current request's thread (before a long stream)."""
+    await sync_to_async(close_old_connections)()

@@ -1,0 +1,94 @@
+"""
+What every view shares before its own code runs: the method, the user, and what its
+refusals look like.
+
+`api_view` serves the JSON API (JSON errors, 401 for no session); `page_view` serves
+pages (the login page for no session). Both resolve the user once, asynchronously, and
+set it as `request.user`, so that a view reads a plain `AuthenticatedRequest`.
+"""
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Concatenate
+
+from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.http import require_http_methods
+
+from chat import db
+from chat.refusals import Refused
+from chat.views.responses import BadRequest, json_error, refusal
+
+
+class AuthenticatedRequest(HttpRequest):
+    """A request from a logged-in user, resolved by api_view or page_view."""
+
+    user: User  # type: ignore[assignment]  # narrower than HttpRequest's: never anonymous
+
+
+type View[**P] = Callable[Concatenate[AuthenticatedRequest, P], Awaitable[HttpResponse]]
+type Wrapped[**P] = Callable[Concatenate[HttpRequest, P], Awaitable[HttpResponse]]
+
+
+async def _logged_in(request: HttpRequest) -> AuthenticatedRequest | None:
+    user = await request.auser()
+    if not user.is_authenticated:
+        return None
+    request.user = user
+    return request  # type: ignore[return-value]  # its user is now a User
+
+
+def api_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
+    """Make an async view an API endpoint: allowed methods, a session, JSON errors.
+
+    A view that returns a stream gives back its request's database connection first:
+    the stream may run for minutes, and needs none.
+    """
+
+    def decorator(view: View[P]) -> Wrapped[P]:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+            if request.method not in methods:
+                response = json_error(
+                    405, "method_not_allowed", f"Use {' or '.join(methods)} here."
+                )
+                response["Allow"] = ", ".join(methods)
+                return response
+            authenticated = await _logged_in(request)
+            if authenticated is None:
+                return json_error(401, "not_authenticated", "Log in to use the API.")
+            try:
+                response = await view(authenticated, *args, **kwargs)
+            except BadRequest as exc:
+                return json_error(400, exc.code, exc.message)
+            except Refused as exc:
+                return refusal(exc)
+            except Http404 as exc:
+                return json_error(404, "not_found", str(exc) or "Nothing is here.")
+            if response.streaming:
+                await db.release_request_connection()
+            return response
+
+        return wrapper
+
+    return decorator
+
+
+def page_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
+    """Make an async view a page: the login page first for no session, then the methods."""
+
+    def decorator(view: View[P]) -> Wrapped[P]:
+        allowed = require_http_methods(list(methods))(view)
+
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+            authenticated = await _logged_in(request)
+            if authenticated is None:
+                return redirect_to_login(request.get_full_path())
+            response: HttpResponse = await allowed(authenticated, *args, **kwargs)
+            return response
+
+        return wrapper
+
+    return decorator
