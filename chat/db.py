@@ -10,13 +10,15 @@ connections back, not the code in between:
   asgiref's shared thread;
 - `release_request_connection()`: a view about to return a stream gives back the
   connection its request opened (Django closes it only once the response has ended).
+
+`serialize_transaction()` makes transactions that must not overlap take turns.
 """
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connection, connections
 
 
 async def run[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -43,3 +45,14 @@ async def given_back() -> AsyncIterator[None]:
 async def release_request_connection() -> None:
     """Give back the connection of the current request's thread (before a long stream)."""
     await sync_to_async(close_old_connections)()
+
+
+def serialize_transaction(name: str) -> None:
+    """Make the transactions that call this with one name run one at a time, from here on.
+
+    PostgreSQL takes an advisory lock held until the transaction ends; SQLite needs none,
+    its IMMEDIATE transactions already run one at a time. Call inside transaction.atomic().
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])

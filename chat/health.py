@@ -11,9 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+
+from chat import db
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +23,14 @@ logger = logging.getLogger(__name__)
 TIMEOUT = 2.0
 
 
-@sync_to_async
-def database() -> None:
+async def database() -> None:
     """Run a trivial query on a connection of its own, and close it."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    finally:
-        connection.close()
+    await db.run(_select_one)
+
+
+def _select_one() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
 
 
 async def redis_server() -> None:

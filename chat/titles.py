@@ -3,10 +3,7 @@
 import logging
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
-
-from chat import provider
+from chat import db, provider
 from chat.demo import DEMO_MODEL
 from chat.models import Conversation, Message
 from chat.provider import ProviderError
@@ -22,7 +19,7 @@ INSTRUCTION = (
 
 async def title_after_first_answer(conversation_id: Any) -> None:
     """Ask the model for a title once the first answer is complete; keep ours on failure."""
-    exchange = await sync_to_async(_first_exchange)(conversation_id)
+    exchange = await db.run(_first_exchange, conversation_id)
     if exchange is None:
         return
     model, question, answer = exchange
@@ -47,11 +44,8 @@ async def title_after_first_answer(conversation_id: Any) -> None:
 
 
 def _first_exchange(conversation_id: Any) -> tuple[str, str, str] | None:
-    try:
-        conversation = Conversation.objects.get(pk=conversation_id)
-        messages = list(conversation.messages.values_list("role", "status", "content")[:3])
-    finally:
-        close_old_connections()
+    conversation = Conversation.objects.get(pk=conversation_id)
+    messages = list(conversation.messages.values_list("role", "status", "content")[:3])
     # The demo model cannot summarise: it keeps the title taken from the first message.
     if not conversation.auto_title or conversation.model == DEMO_MODEL or len(messages) != 2:
         return None

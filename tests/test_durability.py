@@ -129,9 +129,12 @@ async def test_an_answer_ending_while_the_database_is_locked_is_stored_once_it_i
     with database_locked():
         # The model finishes meanwhile; its outcome waits for the lock.
         await asyncio.to_thread(upstream.wait_until, lambda: upstream.completed == 1)
-        await asyncio.sleep(0.5)
+        log, key = get_event_log(), posted["generation"]["id"]
+        async with asyncio.timeout(5):
+            while await log.last_id(key) < len(words):
+                await asyncio.sleep(0.01)
         # Every delta is out, but not `done`, which follows the stored outcome.
-        assert await get_event_log().last_id(posted["generation"]["id"]) == len(words)
+        assert await log.last_id(key) == len(words)
     async for chunk in reader.chunks():
         raw += chunk
 
@@ -155,6 +158,42 @@ async def test_a_checkpoint_after_a_reader_ended_the_answer_changes_nothing(api,
     stored = await Generation.objects.aget(pk=slow.pk)
     assert (message.status, message.content) == ("error", ended.message.content)
     assert (stored.event_sizes, stored.last_event_id) == (ended.event_sizes, 1)
+
+
+async def test_a_slow_producer_ended_by_a_reader_gives_back_its_slot_once(api, upstream, settings):
+    settings.CHAT_MAX_CONCURRENT = 2
+    upstream.reply_to("slow", Reply(tokens=["a "] * 10, token_delay=0.05))
+    upstream.reply_to("other", Reply(tokens=["b "] * 100, token_delay=0.05))
+    upstream.reply_to("third", Reply(tokens=["c "] * 100, token_delay=0.05))
+    slow = await ask(api, "slow")
+    other = await ask(api, "other")  # holds the user's second slot throughout
+    reader = await stream(api, slow)
+    await read_until(reader, 1)
+
+    # A reader finds the producer silent and ends the answer; the producer is only slow.
+    settled = await ending.settle(slow["generation"]["id"])
+    events = await read_events(reader)
+    # The producer goes on until its next append finds the log ended, then ends too.
+    while len(generation._running) > 1:  # only other's producer left
+        await asyncio.sleep(0.01)
+    assert (await stored_answer(other)).is_streaming
+
+    # One slot is held (other's): one more answer is admitted, a second is not.
+    third = await (await api.post("/api/conversations/", {})).json()
+    fourth = await (await api.post("/api/conversations/", {})).json()
+    admitted = await api.post(f"/api/conversations/{third['id']}/messages/", {"content": "third"})
+    refused = await api.post(f"/api/conversations/{fourth['id']}/messages/", {"content": "4"})
+    assert (admitted.status, refused.status) == (202, 429)
+
+    terminal = [e for e in events if e.event in ("done", "error")]
+    assert [(e.event, e.data["code"]) for e in terminal] == [("error", "interrupted")]
+    assert events[-1] == terminal[0]
+    message = await stored_answer(slow)
+    assert (message.status, message.content) == ("error", settled.message.content)
+    replayed = await read_events(await stream(api, slow))
+    assert replayed[-1] == terminal[0]
+    for running in (other, await admitted.json()):
+        await api.post(running["generation"]["cancel_url"], {})
 
 
 async def test_an_admin_can_stop_running_answers(api, upstream):

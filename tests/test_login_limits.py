@@ -12,6 +12,7 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
+from chat import limits
 from chat.views import accounts
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,11 +117,13 @@ def test_a_form_sent_with_a_field_missing_is_not_a_failure(client, ann):
 
 def test_the_refusal_ends_with_its_window(client, ann, monkeypatch, settings):
     settings.CHAT_LOGIN_FAILURES_PER_USERNAME = 2
-    monkeypatch.setattr(accounts, "USERNAME_WINDOW", 1)
-    time.sleep(1 - time.time() % 1)  # start at the beginning of a one-second window
+    start = (time.time() // accounts.USERNAME_WINDOW + 1) * accounts.USERNAME_WINDOW
+    monkeypatch.setattr(limits, "_now", lambda: start)  # the first second of a window
 
     assert fail_times(client, 3) == [200, 200, 429]
-    time.sleep(1 - time.time() % 1)
+    monkeypatch.setattr(limits, "_now", lambda: start + accounts.USERNAME_WINDOW - 0.001)
+    assert log_in(client, "ann", PASSWORD).status_code == 429
+    monkeypatch.setattr(limits, "_now", lambda: start + accounts.USERNAME_WINDOW)
 
     assert log_in(client, "ann", PASSWORD).status_code == 302
 

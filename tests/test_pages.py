@@ -8,6 +8,7 @@ import asyncio
 import datetime
 import json
 import re
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -17,9 +18,9 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import generation, services
-from chat.limits import LimitExceeded
+from chat import generation, limits
 from chat.models import Conversation, Generation, Message
+from tests.servers import free_port
 
 HTMX = {"HX-Request": "true"}
 
@@ -741,15 +742,28 @@ async def test_it_says_when_there_is_nothing_to_answer(async_ann, ann):
 # Limits
 
 
-async def over_the_limit(*args, **kwargs):
-    raise LimitExceeded("messages_per_minute", "You are sending messages too fast.", 42)
+@pytest.fixture
+def one_message_a_minute(settings, monkeypatch) -> None:
+    """The real rate limit at one message a minute, the clock at a minute's first second."""
+    settings.CHAT_RATE_LIMITS = {"minute": 1}
+    start = (time.time() // 60 + 1) * 60
+    monkeypatch.setattr(limits, "_now", lambda: start)
+
+
+async def use_up_the_limit(client: AsyncClient) -> None:
+    """Send the one message the limit allows, in a conversation of its own, and let it finish."""
+    assert (await client.post(reverse("chat:home"), {"content": "first"})).status_code == 302
+    await generation.wait_all()
+
+
+LIMITED = "You can send 1 messages per minute. Try again later."
 
 
 @pytest.mark.anyio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("htmx", [True, False])
-async def test_it_shows_a_limit_in_the_composer(async_ann, ann, monkeypatch, htmx):
-    monkeypatch.setattr(services, "message_post", over_the_limit)
+async def test_it_shows_a_limit_in_the_composer(async_ann, ann, one_message_a_minute, htmx):
+    await use_up_the_limit(async_ann)
     conversation = await sync_to_async(make_conversation)(ann)
     url = reverse("chat:message-create", args=[conversation.pk])
 
@@ -757,17 +771,18 @@ async def test_it_shows_a_limit_in_the_composer(async_ann, ann, monkeypatch, htm
 
     html = response.content.decode()
     assert response.status_code == 429
-    assert response["Retry-After"] == "42"
+    assert response["Retry-After"] == "60"
     errors = re.search(r'id="composer-errors".*?</div>', html, re.S) if not htmx else None
-    assert "You are sending messages too fast." in (errors.group(0) if errors else html)
+    assert LIMITED in (errors.group(0) if errors else html)
     if not htmx:
         assert ">more</textarea>" in html  # what was typed stays
+    assert await conversation.messages.acount() == 0
 
 
 @pytest.mark.anyio
 @pytest.mark.django_db(transaction=True)
-async def test_it_shows_a_limit_when_answering_again(async_ann, ann, monkeypatch):
-    monkeypatch.setattr(services, "answer_again", over_the_limit)
+async def test_it_shows_a_limit_when_answering_again(async_ann, ann, one_message_a_minute):
+    await use_up_the_limit(async_ann)
     conversation = await sync_to_async(answered)(ann)
 
     response = await async_ann.post(
@@ -775,20 +790,59 @@ async def test_it_shows_a_limit_when_answering_again(async_ann, ann, monkeypatch
     )
 
     assert response.status_code == 429
-    assert response["Retry-After"] == "42"
-    assert "You are sending messages too fast." in response.content.decode()
+    assert response["Retry-After"] == "60"
+    assert LIMITED in response.content.decode()
+    assert await conversation.messages.acount() == 4
 
 
 @pytest.mark.anyio
 @pytest.mark.django_db(transaction=True)
-async def test_it_leaves_no_empty_conversation_behind_a_limit(async_ann, monkeypatch):
-    monkeypatch.setattr(services, "message_post", over_the_limit)
+async def test_it_leaves_no_empty_conversation_behind_a_limit(async_ann, one_message_a_minute):
+    await use_up_the_limit(async_ann)
 
     response = await async_ann.post(reverse("chat:home"), {"content": "hi"}, headers=HTMX)
 
     assert response.status_code == 429
-    assert response["Retry-After"] == "42"
-    assert "You are sending messages too fast." in response.content.decode()
+    assert response["Retry-After"] == "60"
+    assert LIMITED in response.content.decode()
+    assert await Conversation.objects.acount() == 1
+
+
+@pytest.fixture
+def event_log_down(settings) -> None:
+    """The Redis event log, with no Redis where it points."""
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("htmx", [True, False])
+async def test_a_post_while_the_event_log_is_down_says_so_in_the_composer(
+    async_ann, ann, event_log_down, htmx
+):
+    conversation = await sync_to_async(make_conversation)(ann)
+    url = reverse("chat:message-create", args=[conversation.pk])
+
+    response = await async_ann.post(url, {"content": "more"}, headers=HTMX if htmx else {})
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "2"
+    assert "Answers cannot stream right now; retry." in response.content.decode()
+    failed = await conversation.messages.filter(role="assistant").aget()
+    assert (failed.status, failed.error_code) == ("error", "event_log_unavailable")
+    assert not await Generation.objects.running().aexists()
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_a_new_conversation_while_the_event_log_is_down_leaves_nothing_behind(
+    async_ann, event_log_down
+):
+    response = await async_ann.post(reverse("chat:home"), {"content": "hi"}, headers=HTMX)
+
+    assert response.status_code == 503
+    assert "Answers cannot stream right now; retry." in response.content.decode()
     assert await Conversation.objects.acount() == 0
 
 

@@ -1,7 +1,12 @@
 """Signing up, logging in and out, through the pages (and as an API client would)."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
+from django.test import Client
 from django.urls import reverse
 
 PASSWORD = "a long pass phrase"
@@ -133,3 +138,25 @@ def test_it_logs_out_with_a_post(client):
     assert response.status_code == 302
     assert response["Location"] == reverse("login")
     assert client.get(reverse("chat:home")).status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_first_sign_ups_made_at_once_exactly_one_becomes_superuser(settings):
+    settings.CHAT_SIGNUPS_PER_ADDRESS = 100
+    people = 8
+    at_once = threading.Barrier(people)
+
+    def sign_up_at_once(n: int) -> int:
+        try:
+            client = Client()
+            at_once.wait()
+            return sign_up(client, f"first{n}").status_code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=people) as pool:
+        statuses = list(pool.map(sign_up_at_once, range(people)))
+
+    assert statuses == [302] * people
+    assert User.objects.filter(is_superuser=True).count() == 1
+    assert User.objects.filter(is_staff=True).count() == 1

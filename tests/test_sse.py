@@ -56,6 +56,8 @@ async def test_no_heartbeat_when_items_keep_coming():
 async def test_cancelling_the_reader_closes_the_source():
     closed = asyncio.Event()
 
+    first = asyncio.Event()
+
     async def source():
         try:
             yield b"first"
@@ -66,10 +68,10 @@ async def test_cancelling_the_reader_closes_the_source():
 
     async def read():
         async for _ in with_heartbeat(source(), 0.01):
-            pass
+            first.set()
 
     task = asyncio.create_task(read())
-    await asyncio.sleep(0.05)
+    await first.wait()
     task.cancel()
 
     with pytest.raises(asyncio.CancelledError):

@@ -16,7 +16,7 @@ from django.shortcuts import render, resolve_url
 from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_http_methods
 
-from chat import limits
+from chat import db, limits
 from chat.forms import SignupForm
 from chat.limits import Window, WindowFull
 
@@ -135,6 +135,8 @@ async def _sign_up(request: HttpRequest) -> HttpResponse:
 def _create_user(form: SignupForm) -> Any:
     """Save the new user; the first account of the site becomes its superuser."""
     with transaction.atomic():
+        # Two first sign-ups at once must not both find the site without users.
+        db.serialize_transaction("first-signup")
         first = not get_user_model().objects.exists()
         user = form.save(commit=False)
         if first:
