@@ -26,6 +26,7 @@ from tests.conftest import unstarted_answer
 from tests.fakeopenai import Reply
 from tests.servers import database_url
 from tests.test_stream import ask, stored_answer, stream, text_of
+from tests.waiting import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 
@@ -130,9 +131,7 @@ async def test_an_answer_ending_while_the_database_is_locked_is_stored_once_it_i
         # The model finishes meanwhile; its outcome waits for the lock.
         await asyncio.to_thread(upstream.wait_until, lambda: upstream.completed == 1)
         log, key = get_event_log(), posted["generation"]["id"]
-        async with asyncio.timeout(5):
-            while await log.last_id(key) < len(words):
-                await asyncio.sleep(0.01)
+        await until(lambda: _logged_all(log, key, len(words)))
         # Every delta is out, but not `done`, which follows the stored outcome.
         assert await log.last_id(key) == len(words)
     async for chunk in reader.chunks():
@@ -143,6 +142,10 @@ async def test_an_answer_ending_while_the_database_is_locked_is_stored_once_it_i
     message = await stored_answer(posted)
     assert (message.status, message.content) == ("complete", "".join(words))
     assert (await ask(api, "Next")) is not None  # and the next question is taken
+
+
+async def _logged_all(log, key: str, count: int) -> bool:
+    return await log.last_id(key) >= count
 
 
 async def test_a_checkpoint_after_a_reader_ended_the_answer_changes_nothing(api, upstream, alice):
@@ -174,8 +177,7 @@ async def test_a_slow_producer_ended_by_a_reader_gives_back_its_slot_once(api, u
     settled = await ending.settle(slow["generation"]["id"])
     events = await read_events(reader)
     # The producer goes on until its next append finds the log ended, then ends too.
-    while len(generation._running) > 1:  # only other's producer left
-        await asyncio.sleep(0.01)
+    await until(lambda: len(generation._running) == 1)  # only other's producer left
     assert (await stored_answer(other)).is_streaming
 
     # One slot is held (other's): one more answer is admitted, a second is not.

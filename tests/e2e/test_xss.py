@@ -10,6 +10,7 @@ the payloads never get as far as needing it.
 """
 
 import re
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,6 +20,8 @@ from tests.fakeopenai import Reply
 from tests.xss_corpus import PAYLOADS
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+MODULES = sorted(path.name for path in (Path(__file__).parents[2] / "static/js/chat").glob("*.js"))
 
 ANSWER = "\n\n".join(PAYLOADS)
 FIRST_PAYLOAD_AS_TEXT = "<script>window.__xss=1</script>"
@@ -96,6 +99,34 @@ def test_the_page_allows_only_its_own_scripts(open_session, alice_user, upstream
     assert policy["base-uri"] == ["'self'"]
     scripts = session.page.evaluate("[...document.scripts].map((script) => script.src)")
     assert scripts and all(src.startswith(session.base + "/static/") for src in scripts)
+
+
+def test_the_page_runs_its_scripts_as_modules_under_the_policy(
+    open_session, alice_user, upstream_fake
+):
+    session = open_session(alice_user)
+    page = session.page
+    page.add_init_script(WATCH)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    loaded: list[tuple[str, int]] = []
+    page.on("response", lambda response: loaded.append((response.url, response.status)))
+
+    session.goto("/")
+    page.wait_for_load_state("load")
+
+    kinds = page.evaluate("[...document.scripts].map((script) => [script.src, script.type])")
+    assert [kind for src, kind in kinds if "/static/js/" in src] == ["module"]
+    assert page.evaluate("document.documentElement.classList.contains('js')")  # main.js ran
+    modules = sorted(
+        url.rsplit("/", 1)[1]
+        for url, status in loaded
+        if "/static/js/chat/" in url and status == 200
+    )
+    assert modules == MODULES  # each module, once, from its import in another
+    assert errors == []
+    assert page.evaluate("window.__caught") == []
+    assert session.csp_errors == []
 
 
 def test_the_xss_corpus_streams_and_renders_as_inert_text(open_session, alice_user, upstream_fake):
