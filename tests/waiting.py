@@ -4,7 +4,6 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 
-
 LIMIT = 5.0  # seconds: far longer than any condition a test waits for should take
 
 
