@@ -111,7 +111,10 @@ async def run(generation_id: Any) -> None:
 async def _produce(generation: Generation, prepared: Prepared, answer: Answer) -> None:
     """Relay the answer until it ends, is stopped, or the process shuts down."""
     key = str(generation.pk)
-    relay = asyncio.create_task(_relay(generation, prepared, answer))
+    # Held by the relay from a part's append until the answer counts it: the relay is
+    # stopped only outside, or the log would hold a part the stored answer lacks.
+    appending = asyncio.Lock()
+    relay = asyncio.create_task(_relay(generation, prepared, answer, appending))
     stop = asyncio.create_task(_stop_requested(key))
     interrupt = _interrupts[key] = asyncio.get_running_loop().create_future()
     try:
@@ -122,7 +125,8 @@ async def _produce(generation: Generation, prepared: Prepared, answer: Answer) -
         if not relay.done():
             # Cancelling the relay closes the pipeline, which closes the upstream
             # request: no more tokens are paid for.
-            relay.cancel()
+            async with appending:
+                relay.cancel()
             await asyncio.wait({relay})
     if stop in done and relay not in done:
         logger.info("generation %s stopped: %s", generation.pk, stop.result())
@@ -131,7 +135,9 @@ async def _produce(generation: Generation, prepared: Prepared, answer: Answer) -
         answer.failure = failures.INTERRUPTED
 
 
-async def _relay(generation: Generation, prepared: Prepared, answer: Answer) -> None:
+async def _relay(
+    generation: Generation, prepared: Prepared, answer: Answer, appending: asyncio.Lock
+) -> None:
     """Append the pipeline's parts to the event log; failures end up in the answer."""
     log = get_event_log()
     key = str(generation.pk)
@@ -140,8 +146,9 @@ async def _relay(generation: Generation, prepared: Prepared, answer: Answer) -> 
     try:
         async with contextlib.aclosing(answering.answer_parts(prepared, answer)) as parts:
             async for part in parts:
-                await log.append(key, part.kind, part.data)
-                answer.add(part)
+                async with appending:
+                    await log.append(key, part.kind, part.data)
+                    answer.add(part)
                 # The memory log's append never suspends: without this, a fast model's
                 # burst is relayed whole before its readers, or any other request, get
                 # the loop.

@@ -250,6 +250,30 @@ async def test_cancel_stops_the_answer_and_closes_the_upstream_request(api, upst
     assert len(events) < 100
 
 
+async def test_a_cancel_while_a_part_is_being_appended_keeps_stream_and_store_equal(
+    api, upstream
+):
+    # A model at full speed: its producer spends most of its time appending to the log,
+    # so each cancel lands while an append is on its way. The part it appends must be
+    # counted in the stored answer, or the terminal event's id repeats that part's.
+    upstream.reply_to("Fast", Reply(tokens=[f"w{i} " for i in range(5000)]))
+    for _ in range(5):
+        posted = await ask(api, "Fast")
+        reader = await stream(api, posted)
+        _, raw = await read_until(reader, 50)
+        await api.post(posted["generation"]["cancel_url"])
+        async for chunk in reader.chunks():
+            raw += chunk
+        events, _ = parse_events(raw)
+
+        generation = await Generation.objects.select_related("message").aget(
+            pk=posted["generation"]["id"]
+        )
+        assert [e.id for e in events] == list(range(1, len(events) + 1))
+        assert (events[-1].event, events[-1].id) == ("done", generation.last_event_id)
+        assert generation.message.content == text_of(events)
+
+
 async def test_a_reader_leaving_does_not_stop_the_answer(api, upstream):
     tokens = [f"w{i} " for i in range(20)]
     upstream.reply_to("Hi", Reply(tokens=tokens, token_delay=0.01))
