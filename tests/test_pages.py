@@ -192,6 +192,15 @@ def test_it_renders_a_streaming_answer_as_a_live_bubble(client_ann, ann):
     assert "data-stop" in bubble_html
 
 
+def test_it_tells_the_page_the_servers_heartbeat(client_ann, ann, settings):
+    settings.CHAT_SSE_HEARTBEAT = 2.5
+    conversation = make_conversation(ann, {"role": "user", "content": "Hello"})
+
+    html = html_of(client_ann.get(conversation.get_absolute_url()))
+
+    assert 'data-sse-heartbeat-ms="2500"' in html
+
+
 def test_it_shows_failed_and_stopped_answers(client_ann, ann):
     conversation = make_conversation(
         ann,

@@ -3,6 +3,7 @@
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -26,6 +27,8 @@ async def render_page(
     """Render a page or a fragment of one."""
     # The user resolved already, or the auth context processor would load it again.
     context.setdefault("user", request.user)
+    # The page judges a silent stream by the server's heartbeat (static/js/chat/reconnect.js).
+    context.setdefault("sse_heartbeat_ms", round(settings.CHAT_SSE_HEARTBEAT * 1000))
     if "conversation" in context:
         # The sidebar marks the open conversation; fragments name it with ?current=.
         context.setdefault("current_pk", str(context["conversation"].pk))
