@@ -75,12 +75,13 @@ async def end(generation: Generation, answer: Answer) -> bool:
 async def settle(generation_id: Any) -> Generation | None:
     """End as interrupted an answer whose producer is gone; return it as it ended.
 
-    What the producer had already sent to the event log is kept: the text is rebuilt
-    from the log's deltas when it holds more than the last checkpoint. None: the
+    What the producer had already sent to the event log is kept: the log is sealed
+    first, so a producer that was only slow appends nothing more, and the text is
+    rebuilt from the log's deltas when it holds more than the last checkpoint. None: the
     generation was deleted, with its conversation.
     """
     try:
-        logged = await get_event_log().events(str(generation_id))
+        logged = await get_event_log().seal(str(generation_id))
     except (UnknownGeneration, EventLogUnavailable):
         logged = []
     generation = await db.run(_load, generation_id)

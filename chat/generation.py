@@ -21,7 +21,7 @@ from django.db import DatabaseError, transaction
 from chat import answer_cache, answering, db, ending, failures, logs, titles
 from chat.answering import Answer, Prepared
 from chat.ending import LOG_FAILURES
-from chat.eventlog import EventLogUnavailable, UnknownGeneration, get_event_log
+from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.models import Generation, Message
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,13 @@ async def run(generation_id: Any) -> None:
         None if generation.regenerated else answer_cache.key_for(generation.request),
     )
     answer = Answer()
-    await _produce(generation, prepared, answer)
+    try:
+        await _produce(generation, prepared, answer)
+    except LogClosed:
+        # A reader or the sweeper took the producer for dead and is ending the answer
+        # with what the log holds: the end is theirs.
+        logger.warning("generation %s was ended by another while it ran", generation_id)
+        return
     if await ending.end(generation, answer) and answer.complete:
         await answering.remember(prepared, answer)
         await titles.title_after_first_answer(generation.conversation_id)
@@ -128,10 +134,12 @@ async def _produce(generation: Generation, prepared: Prepared, answer: Answer) -
             async with appending:
                 relay.cancel()
             await asyncio.wait({relay})
-    if stop in done and relay not in done:
+    if relay in done:
+        relay.result()  # LogClosed: the answer is being ended by another
+    elif stop in done:
         logger.info("generation %s stopped: %s", generation.pk, stop.result())
         answer.finish_reason = "cancelled"
-    elif interrupt in done and relay not in done:
+    elif interrupt in done:
         answer.failure = failures.INTERRUPTED
 
 
@@ -156,9 +164,11 @@ async def _relay(
                 if loop.time() >= next_checkpoint:
                     await _checkpoint(generation, answer)
                     next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_INTERVAL
-    except LOG_FAILURES as exc:
+    except (EventLogUnavailable, UnknownGeneration) as exc:
         logger.warning("event log failed while streaming: %r", exc)
         answer.failure = failures.EVENT_LOG
+    except LogClosed:
+        raise
     except Exception:
         logger.exception("generation %s failed", generation.pk)
         answer.failure = failures.INTERNAL

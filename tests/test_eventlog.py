@@ -1,10 +1,11 @@
-"""The in-process event log: numbering, replay, tailing, cancel."""
+"""The event log: numbering, replay, tailing, cancel, sealing."""
 
 import asyncio
+import uuid
 
 import pytest
 
-from chat.eventlog import LogClosed, UnknownGeneration
+from chat.eventlog import LogClosed, UnknownGeneration, get_event_log
 from chat.eventlog.memory import MemoryEventLog
 
 pytestmark = pytest.mark.anyio
@@ -76,3 +77,26 @@ async def test_cancel_wakes_the_waiting_generation():
     await log.cancel("g")
 
     await asyncio.wait_for(waiting, 1)
+
+
+async def test_a_sealed_log_takes_only_the_terminal_event(event_log):
+    log = get_event_log()
+    key = f"sealed-{uuid.uuid4()}"
+    await log.open(key)
+    await log.append(key, "delta", {"content": "a"})
+
+    sealed = await log.seal(key)
+
+    assert [(e.id, e.kind, e.data) for e in sealed] == [(1, "delta", {"content": "a"})]
+    with pytest.raises(LogClosed):
+        await log.append(key, "delta", {"content": "late"})
+    assert (await log.append(key, "error", {"code": "interrupted"})).id == 2
+    with pytest.raises(LogClosed):
+        await log.append(key, "done", {})
+    assert [e.kind for e in await log.seal(key)] == ["delta", "error"]
+    await log.close(key)
+
+
+async def test_sealing_an_unknown_log_says_so(event_log):
+    with pytest.raises(UnknownGeneration):
+        await get_event_log().seal(f"never-opened-{uuid.uuid4()}")

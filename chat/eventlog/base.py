@@ -33,6 +33,13 @@ class EventLog(Protocol):
     async def events(self, generation_id: str) -> list[Event]:
         """Return every event so far."""
 
+    async def seal(self, generation_id: str) -> list[Event]:
+        """Refuse the producer's further parts (LogClosed) and return every event so far.
+
+        For ending an answer from outside its producer: what the log returns is then all
+        its readers can have seen, and only the terminal event may follow.
+        """
+
     async def last_id(self, generation_id: str) -> int | None:
         """Return the id of the newest event, 0 for none yet, None for an unknown log."""
 

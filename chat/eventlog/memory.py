@@ -13,12 +13,13 @@ class _Channel:
         self.cancelled = asyncio.Event()
         self.last_read = time.time()
         self.closed = False
+        self.sealed = False
         self._grown = asyncio.Event()
 
     def append(self, kind: str, data: dict[str, Any]) -> Event:
-        if self.events and self.events[-1].is_terminal:
-            raise LogClosed
         event = Event(len(self.events) + 1, kind, data)
+        if (self.events and self.events[-1].is_terminal) or (self.sealed and not event.is_terminal):
+            raise LogClosed
         self.events.append(event)
         # Wake every reader waiting now; later waiters get a fresh, unset event.
         self._grown.set()
@@ -74,6 +75,11 @@ class MemoryEventLog:
 
     async def events(self, generation_id: str) -> list[Event]:
         return list(self._channel(generation_id).events)
+
+    async def seal(self, generation_id: str) -> list[Event]:
+        channel = self._channel(generation_id)
+        channel.sealed = True
+        return list(channel.events)
 
     async def last_id(self, generation_id: str) -> int | None:
         channel = self._channels.get(generation_id)

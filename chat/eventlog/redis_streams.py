@@ -19,26 +19,41 @@ import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis
 from django.conf import settings
 
 from chat.eventlog.base import EventLogUnavailable, LogClosed, UnknownGeneration
-from chat.events import Event
+from chat.events import TERMINAL, Event
 
-# Appends atomically: refuses an unknown or ended log, numbers the event, marks the end.
+# Stream entries as redis-py returns them with decode_responses: (id, fields) pairs.
+type Entries = list[tuple[str, dict[str, str]]]
+
+# The meta hash's `ended`: "0" while the producer appends, "sealed" once someone else
+# is ending the answer (only the terminal event may follow), "1" after the terminal event.
+
+# Appends atomically: refuses an unknown, ended or sealed log, numbers the event, marks
+# the end. ARGV: kind, data, maxlen, "1" for a terminal event.
 APPEND = """
-if redis.call('HGET', KEYS[2], 'ended') ~= '0' then
-  return redis.call('EXISTS', KEYS[2]) == 1 and -2 or -1
-end
+local state = redis.call('HGET', KEYS[2], 'ended')
+if not state then return -1 end
+if state == '1' or (state == 'sealed' and ARGV[4] ~= '1') then return -2 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local n = 1
 if #last > 0 then n = tonumber(string.match(last[1][1], '%d+$')) + 1 end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. n, 'k', ARGV[1], 'd', ARGV[2])
 redis.call('EXPIRE', KEYS[1], redis.call('TTL', KEYS[2]))
-if ARGV[1] ~= 'delta' then redis.call('HSET', KEYS[2], 'ended', '1') end
+if ARGV[4] == '1' then redis.call('HSET', KEYS[2], 'ended', '1') end
 return n
+"""
+
+# Seals an open log and returns its entries; false for an unknown log.
+SEAL = """
+local state = redis.call('HGET', KEYS[2], 'ended')
+if not state then return false end
+if state == '0' then redis.call('HSET', KEYS[2], 'ended', 'sealed') end
+return redis.call('XRANGE', KEYS[1], '-', '+')
 """
 
 
@@ -109,7 +124,12 @@ class RedisEventLog:
         script = self._redis.register_script(APPEND)
         number = await script(
             keys=[keys["log"], keys["meta"]],
-            args=[kind, json.dumps(data, ensure_ascii=False), settings.CHAT_EVENT_LOG_MAXLEN],
+            args=[
+                kind,
+                json.dumps(data, ensure_ascii=False),
+                settings.CHAT_EVENT_LOG_MAXLEN,
+                "1" if kind in TERMINAL else "0",
+            ],
         )
         if number == -1:
             raise UnknownGeneration(generation_id)
@@ -154,7 +174,7 @@ class RedisEventLog:
             pipe.hget(keys["meta"], "ended")
             pipe.exists(keys["alive"])
             ended, alive = await pipe.execute()
-        if ended is None or (ended == "0" and not alive):
+        if ended is None or (ended != "1" and not alive):
             raise UnknownGeneration(generation_id)
 
     @_translated
@@ -162,11 +182,19 @@ class RedisEventLog:
         keys = _keys(generation_id)
         if not await self._redis.exists(keys["meta"]):
             raise UnknownGeneration(generation_id)
-        entries = await self._redis.xrange(keys["log"])
-        return [
-            Event(int(entry_id.rsplit("-", 1)[1]), fields["k"], json.loads(fields["d"]))
-            for entry_id, fields in entries
-        ]
+        return _events(cast(Entries, await self._redis.xrange(keys["log"])))
+
+    @_translated
+    async def seal(self, generation_id: str) -> list[Event]:
+        keys = _keys(generation_id)
+        script = self._redis.register_script(SEAL)
+        entries = await script(keys=[keys["log"], keys["meta"]])
+        if entries is None:
+            raise UnknownGeneration(generation_id)
+        # A script's reply is always RESP2-shaped: an entry's fields as a flat list.
+        return _events(
+            [(entry_id, dict(zip(f[::2], f[1::2], strict=True))) for entry_id, f in entries]
+        )
 
     @_translated
     async def last_id(self, generation_id: str) -> int | None:
@@ -233,8 +261,15 @@ def _alive_ttl() -> int:
     return max(1, math.ceil(settings.CHAT_LIVENESS_INTERVAL * 3))
 
 
-def _entries(found: Any) -> list[tuple[str, dict[str, str]]]:
+def _events(entries: Entries) -> list[Event]:
+    return [
+        Event(int(entry_id.rsplit("-", 1)[1]), fields["k"], json.loads(fields["d"]))
+        for entry_id, fields in entries
+    ]
+
+
+def _entries(found: Any) -> Entries:
     # RESP3 (redis-py 8's default) answers a dict {key: [entries]}; RESP2 a list of pairs.
     if isinstance(found, dict):
-        return next(iter(found.values()))[0] if found else []
-    return found[0][1]
+        return cast(Entries, next(iter(found.values()))[0] if found else [])
+    return cast(Entries, found[0][1])
