@@ -12,14 +12,14 @@ from chat import usage
 from chat.models import Conversation, Generation, Message, Usage
 
 
-class MessageInline(admin.StackedInline):
+class MessageInline(admin.StackedInline[Message, Conversation]):
     """The transcript, read-only: editing a past message would falsify the history."""
 
     model = Message
     extra = 0
     can_delete = False
     show_change_link = False
-    fields = ["role", "status", "content", "finish_reason", "tokens", "error", "created_at"]
+    fields = ("role", "status", "content", "finish_reason", "tokens", "error", "created_at")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -37,7 +37,7 @@ class MessageInline(admin.StackedInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(admin.ModelAdmin[Conversation]):
     list_display = [
         "title_or_placeholder",
         "owner",
@@ -75,11 +75,11 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="messages", ordering="message_total")
     def message_count(self, conversation: Any) -> int:
-        return conversation.message_total
+        return int(conversation.message_total)
 
     @admin.display(description="tokens", ordering="token_total")
     def tokens(self, conversation: Any) -> int:
-        return conversation.token_total or 0
+        return int(conversation.token_total or 0)
 
 
 def _per_conversation(aggregate: Any) -> Subquery:
@@ -104,7 +104,7 @@ class RunningFilter(admin.SimpleListFilter):
 
 
 @admin.register(Generation)
-class GenerationAdmin(admin.ModelAdmin):
+class GenerationAdmin(admin.ModelAdmin[Generation]):
     """Answers, with the ones in progress: who, which model, how old, where it runs."""
 
     list_display = [
@@ -169,7 +169,7 @@ class GenerationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Usage)
-class UsageAdmin(admin.ModelAdmin):
+class UsageAdmin(admin.ModelAdmin[Usage]):
     """Tokens per answer, read-only, under per-user and per-model totals.
 
     The totals are of every row the changelist selects, not only of the page shown: they

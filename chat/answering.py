@@ -16,7 +16,7 @@ once delivered, so the answer holds exactly what its readers were sent.
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +100,7 @@ class Answer:
         }
 
 
-async def answer_parts(prepared: Prepared, answer: Answer) -> AsyncIterator[Part]:
+async def answer_parts(prepared: Prepared, answer: Answer) -> AsyncGenerator[Part]:
     """Yield the answer's parts, from the cache or the model; its end lands in `answer`.
 
     Closing the iterator early (a cancel, a client gone) closes the upstream request.

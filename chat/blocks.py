@@ -7,8 +7,9 @@ finishes a Markdown block, a `block` event with that block's HTML: the page appe
 once and keeps only the still-open block as plain text.
 """
 
+import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from chat.events import Event
 from chat.render import render_markdown
@@ -49,9 +50,9 @@ class BlockSplitter:
     def _look_at(self, line: str, end: int) -> None:
         fence = FENCE.match(line)
         if self._fence:
-            closing = fence and fence.group(1)[0] == self._fence[0]
             if (
-                closing
+                fence
+                and fence.group(1)[0] == self._fence[0]
                 and len(fence.group(1)) >= len(self._fence)
                 and not line[fence.end() :].strip()
             ):
@@ -67,7 +68,7 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-async def with_blocks(events: AsyncIterator[Event], before: str | None) -> AsyncIterator[Event]:
+async def with_blocks(events: AsyncGenerator[Event], before: str | None) -> AsyncGenerator[Event]:
     """Add a rendered `block` event after each delta that finishes a Markdown block.
 
     `before` is the answer's text up to the first event, which the reader already has;
@@ -75,17 +76,19 @@ async def with_blocks(events: AsyncIterator[Event], before: str | None) -> Async
     starts and ends in the answer (in UTF-16 code units, as the page counts), so the page
     can check that it fits what it holds.
     """
-    if before is None:
+    # aclosing: the events may hold an upstream read or a log wait; end them with the stream.
+    async with contextlib.aclosing(events):
+        if before is None:
+            async for event in events:
+                yield event
+            return
+        splitter = BlockSplitter()
+        offset = sum(utf16_length(block) for block in splitter.feed(before))
         async for event in events:
             yield event
-        return
-    splitter = BlockSplitter()
-    offset = sum(utf16_length(block) for block in splitter.feed(before))
-    async for event in events:
-        yield event
-        if event.kind == "delta":
-            for block in splitter.feed(event.data["content"]):
-                end = offset + utf16_length(block)
-                data = {"html": render_markdown(block), "start": offset, "end": end}
-                yield Event(None, "block", data)
-                offset = end
+            if event.kind == "delta":
+                for block in splitter.feed(event.data["content"]):
+                    end = offset + utf16_length(block)
+                    data = {"html": render_markdown(block), "start": offset, "end": end}
+                    yield Event(None, "block", data)
+                    offset = end

@@ -10,7 +10,7 @@ that goes away stops the upstream request, and there is nothing to resume.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from django.db import DatabaseError
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 _accounting: set[asyncio.Task[None]] = set()
 
 
-async def events(slot: limits.Slot, prepared: Prepared) -> AsyncIterator[Event]:
+async def events(slot: limits.Slot, prepared: Prepared) -> AsyncGenerator[Event]:
     """Yield the answer's events; the streaming slot admit() took is given back at the end.
 
     Whatever the ending, finished, failed or abandoned by the client, the answer is

@@ -8,7 +8,7 @@ from chat.forms import model_label
 from chat.models import Conversation, Message
 from chat.serialize import ConversationDict, conversation_dict, message_dict
 
-SPEAKERS = {Message.Role.USER: "You", Message.Role.ASSISTANT: "Assistant"}
+SPEAKERS: dict[str, str] = {Message.Role.USER: "You", Message.Role.ASSISTANT: "Assistant"}
 
 
 def filename(conversation: Conversation, extension: str) -> str:

@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
 from django.core.validators import MaxLengthValidator
 
 from chat.demo import DEMO_MODEL
@@ -82,5 +83,5 @@ class RenameForm(forms.Form):
     )
 
 
-class SignupForm(UserCreationForm):  # type: ignore[type-arg]
+class SignupForm(UserCreationForm[User]):
     """Django's own sign-up form: a username and a password checked by the validators."""

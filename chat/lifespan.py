@@ -1,7 +1,7 @@
 """The ASGI lifespan protocol: nothing to do at start-up; at shutdown, end the answers."""
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -10,8 +10,9 @@ from chat import completions, generation
 
 logger = logging.getLogger(__name__)
 
+type Scope = dict[str, Any]
 type Receive = Callable[[], Awaitable[dict[str, Any]]]
-type Send = Callable[[dict[str, Any]], Awaitable[None]]
+type Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 async def lifespan(receive: Receive, send: Send) -> None:

@@ -3,6 +3,7 @@
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
@@ -24,21 +25,24 @@ def RequestIdMiddleware(
     get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]],
 ) -> Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]:
     if iscoroutinefunction(get_response):
+        answer = cast(Callable[[HttpRequest], Awaitable[HttpResponseBase]], get_response)
 
         async def middleware(request: HttpRequest) -> HttpResponseBase:
             request_id = _request_id(request)
             request_id_var.set(request_id)
-            response = await get_response(request)  # type: ignore[misc]
+            response = await answer(request)
             response["X-Request-ID"] = request_id
             return response
 
-    else:
+        return middleware
 
-        def middleware(request: HttpRequest) -> HttpResponseBase:  # type: ignore[misc]
-            request_id = _request_id(request)
-            request_id_var.set(request_id)
-            response = get_response(request)
-            response["X-Request-ID"] = request_id  # type: ignore[index]
-            return response  # type: ignore[return-value]
+    answer_now = cast(Callable[[HttpRequest], HttpResponseBase], get_response)
 
-    return middleware
+    def sync_middleware(request: HttpRequest) -> HttpResponseBase:
+        request_id = _request_id(request)
+        request_id_var.set(request_id)
+        response = answer_now(request)
+        response["X-Request-ID"] = request_id
+        return response
+
+    return sync_middleware

@@ -13,7 +13,7 @@ import json
 import logging
 import ssl
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +102,7 @@ def _upstream_limits() -> httpx2.Limits:
     )
 
 
-async def stream_chat(request: dict[str, Any]) -> AsyncIterator[str | Finish]:
+async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[str | Finish]:
     """Yield the answer's text deltas for a Chat Completions request, then a Finish."""
     reason = ""
     usage = None

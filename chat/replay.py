@@ -7,7 +7,7 @@ answer replays as exactly the events that were streamed, with the same ids. A re
 that finds the producer gone settles the answer (chat/ending.py) and replays that.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from chat import ending, failures
 from chat.eventlog import EventLogUnavailable, UnknownGeneration, get_event_log
@@ -40,16 +40,18 @@ async def text_before(generation: Generation, after: int) -> str | None:
         logged = await get_event_log().events(str(generation.pk))
     except (UnknownGeneration, EventLogUnavailable):
         return None
-    return "".join(e.data["content"] for e in logged if e.kind == DELTA and e.id <= after)
+    return "".join(
+        e.data["content"] for e in logged if e.kind == DELTA and e.id is not None and e.id <= after
+    )
 
 
-async def events_after(generation: Generation, after: int) -> AsyncIterator[Event]:
+async def events_after(generation: Generation, after: int) -> AsyncGenerator[Event]:
     """Yield the generation's events after `after` until its terminal event."""
     position = after
     if not generation.is_finished:
         try:
             async for event in get_event_log().read(str(generation.pk), position):
-                position = event.id
+                position = event.id or position
                 yield event
             return
         except UnknownGeneration:

@@ -25,7 +25,7 @@ def encode(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
-async def encode_all(events: AsyncGenerator[Event]) -> AsyncIterator[bytes]:
+async def encode_all(events: AsyncGenerator[Event]) -> AsyncGenerator[bytes]:
     # aclosing: a client leaving must end the events' generator now, not when it is
     # collected (it may hold an upstream request open).
     async with contextlib.aclosing(events):
@@ -49,7 +49,7 @@ def preamble(retry_ms: int) -> bytes:
     return f"retry: {retry_ms}\n: open\n\n".encode()
 
 
-async def with_heartbeat(source: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
+async def with_heartbeat(source: AsyncGenerator[bytes], interval: float) -> AsyncIterator[bytes]:
     """Yield from source, and a ping comment whenever it is quiet for `interval` seconds."""
     pending: asyncio.Future[bytes] | None = None
     try:
@@ -72,4 +72,4 @@ async def with_heartbeat(source: AsyncIterator[bytes], interval: float) -> Async
             pending.cancel()
             # Let the cancelled step unwind, or aclose() finds the generator running.
             await asyncio.wait({pending})
-        await source.aclose()  # type: ignore[attr-defined]
+        await source.aclose()

@@ -5,6 +5,7 @@ Counts come from the upstream's usage chunk; when it sends none they are counted
 (tiktoken encodings for known models, an estimate otherwise) and flagged as estimated.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -150,7 +151,7 @@ def _days_back(now: datetime, days: int) -> datetime:
     return datetime.combine(first, time.min, tzinfo=timezone.get_current_timezone())
 
 
-def _totals(key: Any, sums: dict[str, Any]) -> Totals:
+def _totals(key: Any, sums: Mapping[str, Any]) -> Totals:
     return Totals(
         key=key,
         requests=sums["requests"],

@@ -13,10 +13,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
 django_application = get_asgi_application()
 
-from chat.lifespan import lifespan  # noqa: E402  (needs the apps that the line above loads)
+from chat.lifespan import Receive, Scope, Send, lifespan  # noqa: E402  (needs the apps that the line above loads)
 
 
-async def application(scope, receive, send) -> None:
+async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await lifespan(receive, send)
     else:

@@ -250,9 +250,7 @@ async def test_cancel_stops_the_answer_and_closes_the_upstream_request(api, upst
     assert len(events) < 100
 
 
-async def test_a_cancel_while_a_part_is_being_appended_keeps_stream_and_store_equal(
-    api, upstream
-):
+async def test_a_cancel_while_a_part_is_being_appended_keeps_stream_and_store_equal(api, upstream):
     # A model at full speed: its producer spends most of its time appending to the log,
     # so each cancel lands while an append is on its way. The part it appends must be
     # counted in the stored answer, or the terminal event's id repeats that part's.

@@ -33,7 +33,7 @@ def client_address(request: HttpRequest) -> str:
     server (uvicorn) puts the address from X-Forwarded-For there, but only for requests
     from FORWARDED_ALLOW_IPS.
     """
-    return request.META.get("REMOTE_ADDR", "")
+    return str(request.META.get("REMOTE_ADDR", ""))
 
 
 def _login_windows(request: HttpRequest) -> list[Window]:

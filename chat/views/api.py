@@ -1,7 +1,7 @@
 """The JSON API: conversations, messages and cancelling generations."""
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseBase, JsonResponse
 
 from chat import generation as generations
 from chat import services
@@ -15,14 +15,14 @@ from chat.views.stream import accepts_event_stream, event_stream_response
 
 
 @api_view("GET", "POST")
-async def conversations(request: AuthenticatedRequest) -> HttpResponse:
+async def conversations(request: AuthenticatedRequest) -> HttpResponseBase:
     if request.method == "POST":
         return await _conversation_create(request)
     found = [conversation_dict(c) async for c in Conversation.objects.owned_by(request.user)]
     return JsonResponse({"conversations": found})
 
 
-async def _conversation_create(request: AuthenticatedRequest) -> HttpResponse:
+async def _conversation_create(request: AuthenticatedRequest) -> HttpResponseBase:
     data = json_body(request)
     title = text_field(data, "title", max_length=200)
     system_prompt = text_field(data, "system_prompt", max_length=settings.CHAT_MAX_MESSAGE_CHARS)
@@ -38,7 +38,7 @@ async def _conversation_create(request: AuthenticatedRequest) -> HttpResponse:
 
 
 @api_view("GET", "PATCH", "DELETE")
-async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     if request.method == "DELETE":
         await services.conversation_delete(conversation=found)
@@ -53,7 +53,7 @@ async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponse:
 
 
 @api_view("POST")
-async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     content = _content(json_body(request), required=True)
     posted = await services.message_post(conversation=found, content=content)
@@ -61,7 +61,7 @@ async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponse:
 
 
 @api_view("POST")
-async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     """Answer the last user message anew; with "content", edit that message first."""
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     data = json_body(request)
@@ -76,7 +76,7 @@ def _content(data: dict[str, object], *, required: bool) -> str:
     )
 
 
-async def _answering(request: AuthenticatedRequest, posted: Posted) -> HttpResponse:
+async def _answering(request: AuthenticatedRequest, posted: Posted) -> HttpResponseBase:
     """Return the started answer's stream, or where to find it."""
     question, generation = posted
     if accepts_event_stream(request):
@@ -92,7 +92,7 @@ async def _answering(request: AuthenticatedRequest, posted: Posted) -> HttpRespo
 
 
 @api_view("POST")
-async def generation_cancel(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+async def generation_cancel(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     found = await owned(Generation.objects.owned_by(request.user), pk, "generation")
     await generations.cancel(found)
     return JsonResponse({"id": str(found.pk), "finished": found.is_finished}, status=202)

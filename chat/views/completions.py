@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponseBase
 
 from chat import completions, context, db, limits, sse
 from chat.answering import Prepared
@@ -21,7 +21,7 @@ MAX_TOKENS_LIMIT = 1_000_000
 
 
 @api_view("POST")
-async def completion(request: AuthenticatedRequest) -> HttpResponse:
+async def completion(request: AuthenticatedRequest) -> HttpResponseBase:
     """Answer `{"prompt": str}` as a single user message."""
     data = json_body(request)
     prompt = text_field(data, "prompt", max_length=settings.CHAT_MAX_MESSAGE_CHARS, required=True)
@@ -29,7 +29,7 @@ async def completion(request: AuthenticatedRequest) -> HttpResponse:
 
 
 @api_view("POST")
-async def chat_completion(request: AuthenticatedRequest) -> HttpResponse:
+async def chat_completion(request: AuthenticatedRequest) -> HttpResponseBase:
     """Answer `{"messages": [{"role", "content"}, ...]}`, the last one from the user."""
     data = json_body(request)
     return await _answer(request, data, message_list(data))
@@ -37,7 +37,7 @@ async def chat_completion(request: AuthenticatedRequest) -> HttpResponse:
 
 async def _answer(
     request: AuthenticatedRequest, data: dict[str, Any], messages: list[dict[str, str]]
-) -> HttpResponse:
+) -> HttpResponseBase:
     prepared = Prepared.of(
         build_request(data, messages), use_cache=_flag(data, "cache", default=True)
     )

@@ -8,12 +8,12 @@ set it as `request.user`, so that a view reads a plain `AuthenticatedRequest`.
 """
 
 import functools
-from collections.abc import Awaitable, Callable
-from typing import Concatenate
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate
 
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponseBase
 from django.views.decorators.http import require_http_methods
 
 from chat import db
@@ -24,11 +24,12 @@ from chat.views.responses import BadRequest, json_error, refusal
 class AuthenticatedRequest(HttpRequest):
     """A request from a logged-in user, resolved by api_view or page_view."""
 
-    user: User  # type: ignore[assignment]  # narrower than HttpRequest's: never anonymous
+    user: User
 
 
-type View[**P] = Callable[Concatenate[AuthenticatedRequest, P], Awaitable[HttpResponse]]
-type Wrapped[**P] = Callable[Concatenate[HttpRequest, P], Awaitable[HttpResponse]]
+type Response = Coroutine[Any, Any, HttpResponseBase]
+type View[**P] = Callable[Concatenate[AuthenticatedRequest, P], Response]
+type Wrapped[**P] = Callable[Concatenate[HttpRequest, P], Response]
 
 
 async def _logged_in(request: HttpRequest) -> AuthenticatedRequest | None:
@@ -48,13 +49,13 @@ def api_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
 
     def decorator(view: View[P]) -> Wrapped[P]:
         @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        async def wrapper(
+            request: HttpRequest, *args: P.args, **kwargs: P.kwargs
+        ) -> HttpResponseBase:
             if request.method not in methods:
-                response = json_error(
-                    405, "method_not_allowed", f"Use {' or '.join(methods)} here."
-                )
-                response["Allow"] = ", ".join(methods)
-                return response
+                refused = json_error(405, "method_not_allowed", f"Use {' or '.join(methods)} here.")
+                refused["Allow"] = ", ".join(methods)
+                return refused
             authenticated = await _logged_in(request)
             if authenticated is None:
                 return json_error(401, "not_authenticated", "Log in to use the API.")
@@ -70,7 +71,7 @@ def api_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
                 await db.release_request_connection()
             return response
 
-        return wrapper
+        return wrapper  # type: ignore[return-value]  # wraps() keeps the view's own request type
 
     return decorator
 
@@ -82,13 +83,15 @@ def page_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
         allowed = require_http_methods(list(methods))(view)
 
         @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        async def wrapper(
+            request: HttpRequest, *args: P.args, **kwargs: P.kwargs
+        ) -> HttpResponseBase:
             authenticated = await _logged_in(request)
             if authenticated is None:
                 return redirect_to_login(request.get_full_path())
-            response: HttpResponse = await allowed(authenticated, *args, **kwargs)
+            response: HttpResponseBase = await allowed(authenticated, *args, **kwargs)
             return response
 
-        return wrapper
+        return wrapper  # type: ignore[return-value]  # wraps() keeps the view's own request type
 
     return decorator

@@ -7,7 +7,7 @@ from django.views.decorators.http import require_safe
 from chat import health
 
 
-def uncached(payload: dict, status: int = 200) -> JsonResponse:
+def uncached(payload: dict[str, object], status: int = 200) -> JsonResponse:
     response = JsonResponse(payload, status=status)
     response["Cache-Control"] = "no-store"
     return response

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, QuerySet
 from django.http import Http404
 
@@ -10,5 +11,5 @@ async def owned[M: Model](queryset: QuerySet[M], pk: Any, what: str) -> M:
     """Return the object `pk` of a queryset already limited to the user's own, or raise 404."""
     try:
         return await queryset.aget(pk=pk)
-    except queryset.model.DoesNotExist:
+    except ObjectDoesNotExist:
         raise Http404(f"No such {what}.") from None

@@ -272,7 +272,7 @@ def _current_pk(request: AuthenticatedRequest) -> str:
 def _prepared(message: Message) -> Message:
     """Attach the answer's HTML: Markdown rendered and sanitised, once it is final."""
     if message.role == Message.Role.ASSISTANT and not message.is_streaming:
-        message.html = render_markdown(message.content)  # type: ignore[attr-defined]
+        message.html = render_markdown(message.content)  # type: ignore[attr-defined]  # for the template
     return message
 
 

@@ -5,10 +5,10 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from chat import refusals, sse
 from chat.blocks import with_blocks
@@ -26,7 +26,7 @@ EVENT_ID = re.compile(r"\d{1,18}")
 
 
 @api_view("GET")
-async def generation_stream(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+async def generation_stream(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     generations = Generation.objects.owned_by(request.user).select_related("message")
     generation = await owned(generations, pk, "generation")
     after = last_event_id(request)
@@ -61,13 +61,13 @@ def accepts_event_stream(request: HttpRequest) -> bool:
 
 
 def event_stream_response(
-    generation: Generation, events: AsyncIterator[Event] | None = None
+    generation: Generation, events: AsyncGenerator[Event] | None = None
 ) -> EventStream:
     """Stream a generation's events (by default all of them) as SSE, with heartbeats."""
     return EventStream(_frames(str(generation.pk), events or events_after(generation, 0)))
 
 
-async def _frames(generation_id: str, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+async def _frames(generation_id: str, events: AsyncGenerator[Event]) -> AsyncIterator[bytes]:
     frames = sse.frames(
         events, retry_ms=settings.CHAT_SSE_RETRY_MS, heartbeat=settings.CHAT_SSE_HEARTBEAT
     )
