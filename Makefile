@@ -13,7 +13,7 @@ FIND_PYTHON = for p in $(PYTHON_CANDIDATES); do \
 	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit 0; }; \
 	done; exit 1
 
-.PHONY: run serve test lint fmt audit migrate superuser clean
+.PHONY: run serve test test-fast lint fmt audit migrate superuser clean
 
 $(PY):
 	@py=$$($(FIND_PYTHON)) || { echo "error: Python >= 3.12 is required (Django 6.1 needs it)." \
@@ -43,9 +43,15 @@ serve: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The edit loop: everything but the browser, soak and nginx tests (a minute, not four).
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# What CI fails on besides the tests: lint, formatting and types (mypy, strict).
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

@@ -20,7 +20,7 @@ from tests.servers import NGINX, ROOT, Process, free_port, nginx, serve
 from tests.test_multiprocess import Browser, answer, server_env, text_of
 from tests.test_multiprocess import browser as multiprocess_browser
 
-pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 
 browser = multiprocess_browser  # alice's logged-in client, a fixture
 

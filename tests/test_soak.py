@@ -14,7 +14,7 @@ from tests.conftest import session_cookie
 from tests.servers import free_port, serve
 from tests.test_multiprocess import server_env
 
-pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 
 REPORT = Path(os.environ.get("SOAK_REPORT", "artifacts/soak-ci.json"))
 

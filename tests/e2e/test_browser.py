@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from chat.models import Conversation, Message
 from tests.fakeopenai import Reply
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 WAIT_MS = 15_000
 XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)> and [x](javascript:alert(1))"

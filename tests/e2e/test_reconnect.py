@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from tests.e2e.test_browser import WAIT_MS, send, wait_count, wait_finished, words
 from tests.fakeopenai import Reply
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # Every EventSource the page makes, and a visibility the test sets (hidden, or visible).
 STREAMS_AND_VISIBILITY = """

@@ -19,7 +19,7 @@ from tests.e2e.test_browser import WAIT_MS, send, titled, wait_finished
 from tests.fakeopenai import Reply
 from tests.xss_corpus import PAYLOADS
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 MODULES = sorted(path.name for path in (Path(__file__).parents[2] / "static/js/chat").glob("*.js"))
 
