@@ -6,6 +6,7 @@ Every page works without JavaScript; with htmx the forms post in place and get b
 fragments rendered from the very partials the full pages use.
 """
 
+from collections.abc import Awaitable
 from typing import Any
 
 from django.contrib import messages as flash
@@ -52,44 +53,21 @@ async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponse:
 
 @page_view("POST")
 async def message_create(request: AuthenticatedRequest, pk: str) -> HttpResponse:
-    found = await _conversation_of(request, pk)
-    form = MessageForm(request.POST)
-    if not form.is_valid():
-        return await _refused(request, found, form, status=422)
-    try:
-        posted = await services.message_post(
-            conversation=found, content=form.cleaned_data["content"]
-        )
-    except Refused as refused:
-        return await _refusal(request, found, form, refused)
-    return await _answering(request, found, posted, whole_transcript=False)
+    return await _answer_text(request, pk, edit=False)
 
 
 @page_view("POST")
 async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Answer the last message of the user's anew (also the Retry of a failed answer)."""
     found = await _conversation_of(request, pk)
-    try:
-        posted = await services.answer_again(conversation=found)
-    except Refused as refused:
-        return await _refusal(request, found, MessageForm(), refused)
-    return await _answering(request, found, posted, whole_transcript=True)
+    started = services.answer_again(conversation=found)
+    return await _start_answer(request, found, started, MessageForm(), whole_transcript=True)
 
 
 @page_view("POST")
 async def edit(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Replace the text of the user's last message and answer it anew."""
-    found = await _conversation_of(request, pk)
-    form = MessageForm(request.POST)
-    if not form.is_valid():
-        return await _refused(request, found, form, status=422)
-    try:
-        posted = await services.answer_again(
-            conversation=found, content=form.cleaned_data["content"]
-        )
-    except Refused as refused:
-        return await _refusal(request, found, MessageForm(), refused)
-    return await _answering(request, found, posted, whole_transcript=True)
+    return await _answer_text(request, pk, edit=True)
 
 
 @page_view("POST")
@@ -167,6 +145,36 @@ async def message(request: AuthenticatedRequest, pk: str) -> HttpResponse:
 
 async def _conversation_of(request: AuthenticatedRequest, pk: str) -> Conversation:
     return await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
+
+
+async def _answer_text(request: AuthenticatedRequest, pk: str, *, edit: bool) -> HttpResponse:
+    """Answer the posted text: as a new message, or as the user's last one, edited."""
+    found = await _conversation_of(request, pk)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        return await _refused(request, found, form, status=422)
+    content = form.cleaned_data["content"]
+    if edit:
+        started = services.answer_again(conversation=found, content=content)
+        return await _start_answer(request, found, started, MessageForm(), whole_transcript=True)
+    started = services.message_post(conversation=found, content=content)
+    return await _start_answer(request, found, started, form, whole_transcript=False)
+
+
+async def _start_answer(
+    request: AuthenticatedRequest,
+    found: Conversation,
+    started: Awaitable[Posted],
+    form: MessageForm,
+    *,
+    whole_transcript: bool,
+) -> HttpResponse:
+    """Show the answer `started` starts, or why it could not start, with `form` below."""
+    try:
+        posted = await started
+    except Refused as refused:
+        return await _refusal(request, found, form, refused)
+    return await _answering(request, found, posted, whole_transcript=whole_transcript)
 
 
 async def _answering(
