@@ -11,7 +11,7 @@ import contextlib
 import re
 from collections.abc import AsyncGenerator
 
-from chat.events import Event
+from chat.events import DELTA, Event
 from chat.render import render_markdown
 
 FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
@@ -68,7 +68,9 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-async def with_blocks(events: AsyncGenerator[Event], before: str | None) -> AsyncGenerator[Event]:
+async def with_blocks(
+    batches: AsyncGenerator[list[Event]], before: str | None
+) -> AsyncGenerator[list[Event]]:
     """Add a rendered `block` event after each delta that finishes a Markdown block.
 
     `before` is the answer's text up to the first event, which the reader already has;
@@ -77,18 +79,22 @@ async def with_blocks(events: AsyncGenerator[Event], before: str | None) -> Asyn
     can check that it fits what it holds.
     """
     # aclosing: the events may hold an upstream read or a log wait; end them with the stream.
-    async with contextlib.aclosing(events):
+    async with contextlib.aclosing(batches):
         if before is None:
-            async for event in events:
-                yield event
+            async for batch in batches:
+                yield batch
             return
         splitter = BlockSplitter()
         offset = sum(utf16_length(block) for block in splitter.feed(before))
-        async for event in events:
-            yield event
-            if event.kind == "delta":
+        async for batch in batches:
+            with_rendered: list[Event] = []
+            for event in batch:
+                with_rendered.append(event)
+                if event.kind != DELTA:
+                    continue
                 for block in splitter.feed(event.data["content"]):
                     end = offset + utf16_length(block)
                     data = {"html": render_markdown(block), "start": offset, "end": end}
-                    yield Event(None, "block", data)
+                    with_rendered.append(Event(None, "block", data))
                     offset = end
+            yield with_rendered

@@ -2,7 +2,9 @@
 Stateless completions: answer a request the client wholly supplies, stored nowhere.
 
 The pipeline's parts go straight into the response to the POST, numbered as a
-conversation's stream numbers them, then `done` or `error`. The answer is cached,
+conversation's stream numbers them, then `done` or `error`: a task relays them into a
+private in-memory channel, which the response reads as a conversation's stream reads its
+log (in batches, with heartbeats). The answer is cached,
 rate-limited and accounted like any other. Nothing survives the connection: a client
 that goes away stops the upstream request, and there is nothing to resume.
 """
@@ -17,6 +19,7 @@ from django.db import DatabaseError
 
 from chat import answering, db, limits, usage
 from chat.answering import Answer, Prepared
+from chat.eventlog.memory import Channel
 from chat.events import Event
 
 logger = logging.getLogger(__name__)
@@ -25,27 +28,38 @@ logger = logging.getLogger(__name__)
 _accounting: set[asyncio.Task[None]] = set()
 
 
-async def events(slot: limits.Slot, prepared: Prepared) -> AsyncGenerator[Event]:
-    """Yield the answer's events; the streaming slot admit() took is given back at the end.
+async def batches(
+    slot: limits.Slot, prepared: Prepared, idle: float
+) -> AsyncGenerator[list[Event]]:
+    """Yield the answer's events in batches, [] after `idle` s of nothing.
 
-    Whatever the ending, finished, failed or abandoned by the client, the answer is
-    accounted for exactly once.
+    The streaming slot admit() took is given back at the end. Whatever the ending,
+    finished, failed or abandoned by the client (which stops the upstream request at
+    once), the answer is accounted for exactly once.
     """
+    channel = Channel()
+    producing = asyncio.create_task(_produce(slot, prepared, channel))
+    try:
+        async for batch in channel.read(0, idle):
+            yield batch
+    finally:
+        producing.cancel()
+        await asyncio.wait({producing})
+
+
+async def _produce(slot: limits.Slot, prepared: Prepared, channel: Channel) -> None:
     answer = Answer()
-    accounted = False
     try:
         # aclosing: a client that leaves must close the upstream request now, not at GC.
         async with contextlib.aclosing(answering.answer_parts(prepared, answer)) as parts:
             async for part in parts:
+                channel.append([part])
                 answer.add(part)
-                yield Event(len(answer.parts), part.kind, part.data)
-        accounted = True
-        await _account(slot, prepared, answer)
-        yield answer.ending.event(len(answer.parts) + 1, None)
     finally:
-        if not accounted:
-            answer.finish_reason = answer.finish_reason or "cancelled"
-            await _account(slot, prepared, answer)
+        if not answer.finish_reason and answer.failure is None:
+            answer.finish_reason = "cancelled"  # the client left
+        await _account(slot, prepared, answer)
+    channel.append([answer.ending.part(None)])
 
 
 async def wait_all() -> None:

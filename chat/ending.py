@@ -50,9 +50,8 @@ async def end(generation: Generation, answer: Answer) -> bool:
             await log.close(key)
         return False
     await db.run(limits.release, generation.conversation.owner_id)
-    event = answer.ending.event(len(answer.parts) + 1, str(generation.message.pk))
     try:
-        await log.append(key, event.kind, event.data)
+        await log.append(key, [answer.ending.part(str(generation.message.pk))])
         await log.close(key)
     except LOG_FAILURES as exc:
         # Readers rebuild the same terminal event from the database.
@@ -61,7 +60,7 @@ async def end(generation: Generation, answer: Answer) -> bool:
         "generation %s ended: %s after %d events",
         generation.pk,
         answer.outcome,
-        event.id,
+        len(answer.parts) + 1,
         extra={
             "generation": key,
             "user": generation.conversation.owner_id,

@@ -38,6 +38,10 @@ class Part:
     def text(cls, content: str) -> "Part":
         return cls(DELTA, {"content": content})
 
+    @property
+    def is_terminal(self) -> bool:
+        return self.kind in TERMINAL
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -74,6 +78,11 @@ class Ending:
             "cached": self.cached,
         }
         return Event(event_id, DONE, data)
+
+    def part(self, message_id: str | None) -> Part:
+        """Return the terminal event before it has its number."""
+        event = self.event(0, message_id)
+        return Part(event.kind, event.data)
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> TokenUsage:

@@ -155,12 +155,8 @@ async def _relay(
         async with contextlib.aclosing(answering.answer_parts(prepared, answer)) as parts:
             async for part in parts:
                 async with appending:
-                    await log.append(key, part.kind, part.data)
+                    await log.append(key, [part])
                     answer.add(part)
-                # The memory log's append never suspends: without this, a fast model's
-                # burst is relayed whole before its readers, or any other request, get
-                # the loop.
-                await asyncio.sleep(0)
                 if loop.time() >= next_checkpoint:
                     await _checkpoint(generation, answer)
                     next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_INTERVAL

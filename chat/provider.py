@@ -103,7 +103,12 @@ def _upstream_limits() -> httpx2.Limits:
 
 
 async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[str | Finish]:
-    """Yield the answer's text deltas for a Chat Completions request, then a Finish."""
+    """Yield the answer's text deltas for a Chat Completions request, then a Finish.
+
+    The deltas that arrive in one read from the network are yielded joined, as one: a
+    model streaming faster than we read costs one event per read, not one per token,
+    and a lone token still goes on at once.
+    """
     reason = ""
     usage = None
     client = get_client(request["model"])
@@ -113,14 +118,23 @@ async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[str | Finish]:
         async with client.chat.completions.with_streaming_response.create(
             **request, stream=True, stream_options={"include_usage": True}
         ) as response:
-            async for chunk in _chunks(response.http_response):
-                content, finish_reason, chunk_usage = _fields(chunk)
-                if chunk_usage is not None:
-                    usage = chunk_usage
-                if content:
-                    yield clean_text(content)
-                if finish_reason:
-                    reason = finish_reason
+            async for chunks in _chunks(response.http_response):
+                text = []
+                try:
+                    for chunk in chunks:
+                        content, finish_reason, chunk_usage = _fields(chunk)
+                        if chunk_usage is not None:
+                            usage = chunk_usage
+                        if content:
+                            text.append(content)
+                        if finish_reason:
+                            reason = finish_reason
+                except ProviderError:
+                    if text:  # what came before the unreadable chunk is kept
+                        yield clean_text("".join(text))
+                    raise
+                if text:
+                    yield clean_text("".join(text))
     except openai.APIError as exc:
         raise _provider_error(exc) from exc
     if not reason:
@@ -130,17 +144,25 @@ async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[str | Finish]:
     yield Finish(reason, usage)
 
 
-async def _chunks(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
-    """Yield the stream's JSON objects until [DONE] or its end; raise the SDK's errors."""
+async def _chunks(response: httpx2.Response) -> AsyncIterator[list[dict[str, Any]]]:
+    """Yield the JSON objects of each read until [DONE] or the end; raise the SDK's errors."""
     decoder = SSEDecoder()
     body = response.aiter_bytes()
     try:
         async for data in body:
-            for payload in decoder.feed(data):
-                if payload.startswith(b"[DONE]"):
-                    await _drain(body)
-                    return
-                yield _json_object(payload, response.request)
+            chunks: list[dict[str, Any]] = []
+            try:
+                for payload in decoder.feed(data):
+                    if payload.startswith(b"[DONE]"):
+                        yield chunks
+                        await _drain(body)
+                        return
+                    chunks.append(_json_object(payload, response.request))
+            except (ProviderError, openai.APIError):
+                if chunks:  # what came before the unreadable or failed one is kept
+                    yield chunks
+                raise
+            yield chunks
     except httpx2.TimeoutException as exc:
         raise openai.APITimeoutError(request=response.request) from exc
     except TRANSPORT_ERRORS as exc:

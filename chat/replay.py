@@ -45,22 +45,26 @@ async def text_before(generation: Generation, after: int) -> str | None:
     )
 
 
-async def events_after(generation: Generation, after: int) -> AsyncGenerator[Event]:
-    """Yield the generation's events after `after` until its terminal event."""
+async def events_after(
+    generation: Generation, after: int, idle: float
+) -> AsyncGenerator[list[Event]]:
+    """Yield the generation's events after `after` until its terminal event, in batches.
+
+    An empty batch says nothing happened for `idle` seconds.
+    """
     position = after
     if not generation.is_finished:
         try:
-            async for event in get_event_log().read(str(generation.pk), position):
-                position = event.id or position
-                yield event
+            async for batch in get_event_log().read(str(generation.pk), position, idle):
+                position = batch[-1].id or position if batch else position
+                yield batch
             return
         except UnknownGeneration:
             # It ended and its log is gone, or its producer died mid-answer.
             settled = await ending.settle(generation.pk)
             if settled is None:
                 deleted = Ending(failures.DELETED, "", None, False)
-                yield deleted.event(position + 1, None)
+                yield [deleted.event(position + 1, None)]
                 return
             generation = settled
-    for event in stored_events(generation, position):
-        yield event
+    yield stored_events(generation, position)

@@ -1,45 +1,35 @@
 """
-Our Server-Sent Events wire format, and heartbeats merged into a quiet stream.
+Our Server-Sent Events wire format.
 
 Pure functions from events (chat/events.py) to bytes: what goes on the wire of our own
-streams is decided here and nowhere else.
+streams is decided here and nowhere else. A stream is read in batches (every event a
+reader finds when it wakes), and each batch goes out as one chunk; an empty batch, which
+the readers yield when nothing came for a heartbeat interval, goes out as a comment.
 """
 
-import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Iterable
 
 from chat.events import Event
 
 PING = b": ping\n\n"
 
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 
 def encode(event: Event) -> bytes:
     """Encode an event as one SSE frame: id, event name, a single line of JSON data."""
     # JSON escapes every line break, so the data is always exactly one line.
-    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
     if event.id is None:
         # Without an id line the client's last event id stays that of the last delta.
-        return f"event: {event.kind}\ndata: {data}\n\n".encode()
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+        return f"event: {event.kind}\ndata: {_json(event.data)}\n\n".encode()
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {_json(event.data)}\n\n".encode()
 
 
-async def encode_all(events: AsyncGenerator[Event]) -> AsyncGenerator[bytes]:
-    # aclosing: a client leaving must end the events' generator now, not when it is
-    # collected (it may hold an upstream request open).
-    async with contextlib.aclosing(events):
-        async for event in events:
-            yield encode(event)
-
-
-async def frames(
-    events: AsyncGenerator[Event], *, retry_ms: int, heartbeat: float
-) -> AsyncIterator[bytes]:
-    """Return a whole stream: the preamble, then the events, with heartbeats when quiet."""
-    yield preamble(retry_ms)
-    async for frame in with_heartbeat(encode_all(events), heartbeat):
-        yield frame
+def encode_batch(events: Iterable[Event]) -> bytes:
+    """Encode the events as one chunk; no events is a heartbeat."""
+    return b"".join(map(encode, events)) or PING
 
 
 def preamble(retry_ms: int) -> bytes:
@@ -49,27 +39,11 @@ def preamble(retry_ms: int) -> bytes:
     return f"retry: {retry_ms}\n: open\n\n".encode()
 
 
-async def with_heartbeat(source: AsyncGenerator[bytes], interval: float) -> AsyncIterator[bytes]:
-    """Yield from source, and a ping comment whenever it is quiet for `interval` seconds."""
-    pending: asyncio.Future[bytes] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source))
-            # asyncio.wait leaves `pending` running on timeout; wait_for would cancel it.
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield PING
-                continue
-            try:
-                chunk = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield chunk
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            # Let the cancelled step unwind, or aclose() finds the generator running.
-            await asyncio.wait({pending})
-        await source.aclose()
+async def frames(batches: AsyncGenerator[list[Event]], *, retry_ms: int) -> AsyncGenerator[bytes]:
+    """Return a whole stream: the preamble, then a chunk per batch of events."""
+    yield preamble(retry_ms)
+    # aclosing: a client leaving must end the batches' generator now, not when it is
+    # collected (it may hold an upstream request open).
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            yield encode_batch(batch)

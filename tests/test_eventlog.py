@@ -7,20 +7,25 @@ import pytest
 
 from chat.eventlog import LogClosed, UnknownGeneration, get_event_log
 from chat.eventlog.memory import MemoryEventLog
+from chat.events import Part
 
 pytestmark = pytest.mark.anyio
 
 
 async def collect(log, key, after=0):
-    return [(e.id, e.kind, e.data) async for e in log.read(key, after)]
+    return [(e.id, e.kind, e.data) async for batch in log.read(key, after, 10) for e in batch]
+
+
+def part(kind, **data):
+    return Part(kind, data)
 
 
 async def test_it_numbers_events_from_one_and_replays_after_an_id():
     log = MemoryEventLog()
     await log.open("g")
     for text in ("a", "b", "c"):
-        await log.append("g", "delta", {"content": text})
-    await log.append("g", "done", {})
+        await log.append("g", [part("delta", content=text)])
+    await log.append("g", [part("done")])
 
     assert [e[0] for e in await collect(log, "g")] == [1, 2, 3, 4]
     assert await collect(log, "g", after=2) == [(3, "delta", {"content": "c"}), (4, "done", {})]
@@ -33,9 +38,9 @@ async def test_readers_follow_live_events_until_the_terminal_one():
     readers = [asyncio.create_task(collect(log, "g")) for _ in range(3)]
     await asyncio.sleep(0)
     for text in ("a", "b"):
-        await log.append("g", "delta", {"content": text})
+        await log.append("g", [part("delta", content=text)])
         await asyncio.sleep(0)
-    await log.append("g", "error", {"code": "x"})
+    await log.append("g", [part("error", code="x")])
 
     results = await asyncio.gather(*readers)
 
@@ -45,26 +50,26 @@ async def test_readers_follow_live_events_until_the_terminal_one():
 async def test_nothing_may_follow_the_terminal_event():
     log = MemoryEventLog()
     await log.open("g")
-    await log.append("g", "done", {})
+    await log.append("g", [part("done")])
 
     with pytest.raises(LogClosed):
-        await log.append("g", "delta", {"content": "late"})
+        await log.append("g", [part("delta", content="late")])
     assert await log.last_id("g") == 1
 
 
 async def test_a_reader_keeps_its_events_after_the_log_is_closed():
     log = MemoryEventLog()
     await log.open("g")
-    await log.append("g", "delta", {"content": "a"})
-    reader = log.read("g", 0)
-    first = await anext(reader)
-    await log.append("g", "done", {})
+    await log.append("g", [part("delta", content="a")])
+    reader = log.read("g", 0, 10)
+    [first] = await anext(reader)
+    await log.append("g", [part("done")])
     await log.close("g")
 
-    assert (first.id, (await anext(reader)).kind) == (1, "done")
+    assert (first.id, [e.kind for e in await anext(reader)]) == (1, ["done"])
     assert await log.last_id("g") is None
     with pytest.raises(UnknownGeneration):
-        await anext(log.read("g", 0))
+        await anext(log.read("g", 0, 10))
 
 
 async def test_cancel_wakes_the_waiting_generation():
@@ -83,16 +88,16 @@ async def test_a_sealed_log_takes_only_the_terminal_event(event_log):
     log = get_event_log()
     key = f"sealed-{uuid.uuid4()}"
     await log.open(key)
-    await log.append(key, "delta", {"content": "a"})
+    await log.append(key, [part("delta", content="a")])
 
     sealed = await log.seal(key)
 
     assert [(e.id, e.kind, e.data) for e in sealed] == [(1, "delta", {"content": "a"})]
     with pytest.raises(LogClosed):
-        await log.append(key, "delta", {"content": "late"})
-    assert (await log.append(key, "error", {"code": "interrupted"})).id == 2
+        await log.append(key, [part("delta", content="late")])
+    assert await log.append(key, [part("error", code="interrupted")]) == 2
     with pytest.raises(LogClosed):
-        await log.append(key, "done", {})
+        await log.append(key, [part("done")])
     assert [e.kind for e in await log.seal(key)] == ["delta", "error"]
     await log.close(key)
 
@@ -100,3 +105,43 @@ async def test_a_sealed_log_takes_only_the_terminal_event(event_log):
 async def test_sealing_an_unknown_log_says_so(event_log):
     with pytest.raises(UnknownGeneration):
         await get_event_log().seal(f"never-opened-{uuid.uuid4()}")
+
+
+async def test_a_reader_gets_what_came_meanwhile_as_one_batch(event_log):
+    log = get_event_log()
+    key = f"batch-{uuid.uuid4()}"
+    await log.open(key)
+    reader = log.read(key, 0, 10)
+    assert await log.append(key, [part("delta", content="a")]) == 1
+    assert [e.id for e in await anext(reader)] == [1]
+
+    await log.append(key, [part("delta", content="b"), part("delta", content="c")])
+    await log.append(key, [part("delta", content="d"), part("done")])
+
+    assert [e.id for e in await anext(reader)] == [2, 3, 4, 5]
+    with pytest.raises(StopAsyncIteration):
+        await anext(reader)
+    await log.close(key)
+
+
+async def test_a_quiet_reader_gets_an_empty_batch_each_idle_interval(event_log):
+    log = get_event_log()
+    key = f"quiet-{uuid.uuid4()}"
+    await log.open(key)
+    reader = log.read(key, 0, 0.05)
+
+    assert await anext(reader) == []
+    assert await anext(reader) == []
+    await log.append(key, [part("done")])
+    assert [e.kind for e in await anext(reader)] == ["done"]
+    await log.close(key)
+
+
+async def test_a_terminal_event_must_come_last(event_log):
+    log = get_event_log()
+    key = f"last-{uuid.uuid4()}"
+    await log.open(key)
+
+    with pytest.raises(ValueError):
+        await log.append(key, [part("done"), part("delta", content="after")])
+    assert await log.last_id(key) == 0

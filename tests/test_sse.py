@@ -1,11 +1,11 @@
-"""The SSE wire format and heartbeat merging, as pure functions."""
+"""The SSE wire format: events, batches, heartbeats, the preamble."""
 
 import asyncio
 
 import pytest
 
 from chat.events import Event
-from chat.sse import PING, encode, preamble, with_heartbeat
+from chat.sse import PING, encode, encode_batch, frames, preamble
 from tests.asgi_client import parse_events
 
 pytestmark = pytest.mark.anyio
@@ -32,48 +32,42 @@ def test_the_preamble_sets_the_retry_delay_and_opens_with_a_comment():
     assert preamble(2500) == b"retry: 2500\n: open\n\n"
 
 
-async def ticks(*delays: float):
-    for i, delay in enumerate(delays):
-        await asyncio.sleep(delay)
-        yield f"{i}".encode()
+def test_a_batch_goes_out_as_one_chunk_and_an_empty_one_as_a_heartbeat():
+    batch = [Event(1, "delta", {"content": "a"}), Event(2, "done", {"finish_reason": "stop"})]
+
+    chunk = encode_batch(batch)
+
+    assert chunk == encode(batch[0]) + encode(batch[1])
+    assert encode_batch([]) == PING
 
 
-async def test_heartbeats_fill_the_silences_and_keep_the_pending_item():
-    merged = [chunk async for chunk in with_heartbeat(ticks(0, 0.25), 0.1)]
+async def test_a_stream_is_the_preamble_then_a_chunk_per_batch():
+    async def batches():
+        yield [Event(1, "delta", {"content": "a"})]
+        yield []
+        yield [Event(2, "delta", {"content": "b"}), Event(3, "done", {})]
 
-    assert merged[0] == b"0"
-    assert merged[-1] == b"1"
-    assert merged[1:-1] == [PING] * len(merged[1:-1])
-    assert len(merged[1:-1]) >= 1
+    chunks = [chunk async for chunk in frames(batches(), retry_ms=1000)]
+
+    assert chunks[0] == preamble(1000)
+    assert chunks[2] == PING
+    assert [e.id for e in parse_events(b"".join(chunks))[0]] == [1, 2, 3]
+    assert len(chunks) == 4
 
 
-async def test_no_heartbeat_when_items_keep_coming():
-    merged = [chunk async for chunk in with_heartbeat(ticks(0, 0, 0), 10)]
-
-    assert merged == [b"0", b"1", b"2"]
-
-
-async def test_cancelling_the_reader_closes_the_source():
+async def test_a_reader_leaving_closes_the_batches():
     closed = asyncio.Event()
 
-    first = asyncio.Event()
-
-    async def source():
+    async def batches():
         try:
-            yield b"first"
+            yield [Event(1, "delta", {"content": "first"})]
             await asyncio.sleep(60)
-            yield b"never"
         finally:
             closed.set()
 
-    async def read():
-        async for _ in with_heartbeat(source(), 0.01):
-            first.set()
+    stream = frames(batches(), retry_ms=1000)
+    await anext(stream)
+    await anext(stream)
+    await stream.aclose()
 
-    task = asyncio.create_task(read())
-    await first.wait()
-    task.cancel()
-
-    with pytest.raises(asyncio.CancelledError):
-        await task
     assert closed.is_set()

@@ -1,7 +1,10 @@
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
-from chat.events import Event
+from chat.events import Event, Part
+
+# The most events one read hands a reader at once: one chunk on the wire, bounded.
+BATCH = 1000
 
 
 class UnknownGeneration(LookupError):
@@ -20,14 +23,20 @@ class EventLog(Protocol):
     async def open(self, generation_id: str) -> None:
         """Start an empty log for a generation about to run."""
 
-    async def append(self, generation_id: str, kind: str, data: dict[str, Any]) -> Event:
-        """Add the next event and wake the readers; return it with its id."""
+    async def append(self, generation_id: str, parts: Sequence[Part]) -> int:
+        """Add the parts as the next events, all at once, and wake the readers.
 
-    def read(self, generation_id: str, after: int) -> AsyncIterator[Event]:
-        """Yield the events after `after`, then new ones, until the terminal event.
+        Returns the id of the last. A terminal part may only come last; after it, and
+        after a seal, only a terminal part, nothing more is taken (LogClosed).
+        """
 
-        Raises UnknownGeneration, at once or later, when the log is gone or its
-        producer died without ending it.
+    def read(self, generation_id: str, after: int, idle: float) -> AsyncIterator[list[Event]]:
+        """Yield the events after `after` until the terminal event, in batches.
+
+        A batch is every event the log holds when the reader wakes (at most BATCH), so a
+        reader that falls behind catches up in one step; an empty batch says nothing came
+        for `idle` seconds (the caller's heartbeat). Raises UnknownGeneration, at once or
+        later, when the log is gone or its producer died without ending it.
         """
 
     async def events(self, generation_id: str) -> list[Event]:

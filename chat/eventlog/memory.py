@@ -1,38 +1,78 @@
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
-from chat.eventlog.base import LogClosed, UnknownGeneration
-from chat.events import Event
+from chat.eventlog.base import BATCH, LogClosed, UnknownGeneration
+from chat.events import Event, Part
 
 
-class _Channel:
+class Channel:
+    """One answer's events in memory, and the readers waiting for more."""
+
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.cancelled = asyncio.Event()
         self.last_read = time.time()
         self.closed = False
         self.sealed = False
-        self._grown = asyncio.Event()
+        self._waiters: list[asyncio.Future[bool]] = []
 
-    def append(self, kind: str, data: dict[str, Any]) -> Event:
-        event = Event(len(self.events) + 1, kind, data)
-        if (self.events and self.events[-1].is_terminal) or (self.sealed and not event.is_terminal):
+    def append(self, parts: Sequence[Part]) -> int:
+        ended = bool(self.events) and self.events[-1].is_terminal
+        if ended or (self.sealed and not (len(parts) == 1 and parts[0].is_terminal)):
             raise LogClosed
-        self.events.append(event)
-        # Wake every reader waiting now; later waiters get a fresh, unset event.
-        self._grown.set()
-        self._grown = asyncio.Event()
-        return event
+        if any(part.is_terminal for part in parts[:-1]):
+            raise ValueError("a terminal event can only come last")
+        for part in parts:
+            self.events.append(Event(len(self.events) + 1, part.kind, part.data))
+        self._wake()
+        return len(self.events)
 
     def close(self) -> None:
         self.closed = True
-        self._grown.set()
+        self._wake()
 
-    async def wait_beyond(self, count: int) -> None:
-        while len(self.events) <= count and not self.closed:
-            await self._grown.wait()
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+
+    async def wait_beyond(self, count: int, idle: float) -> bool:
+        """Wait until the log holds more than `count` events or closes; False after `idle` s."""
+        if len(self.events) > count or self.closed:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(idle, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            if not waiter.done():  # the reader left
+                self._waiters.remove(waiter)
+
+    async def read(self, after: int, idle: float) -> AsyncIterator[list[Event]]:
+        """Yield the events after `after` in batches, [] after `idle` s of nothing."""
+        position = after
+        while True:
+            if not await self.wait_beyond(position, idle):
+                yield []
+                continue
+            if position >= len(self.events):
+                # Closed without a terminal event: the database knows how it ended.
+                raise UnknownGeneration
+            batch = self.events[position : position + BATCH]
+            position += len(batch)
+            yield batch
+            if batch[-1].is_terminal:
+                return
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class MemoryEventLog:
@@ -43,35 +83,28 @@ class MemoryEventLog:
     """
 
     def __init__(self) -> None:
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, Channel] = {}
 
-    def _channel(self, generation_id: str) -> _Channel:
+    def _channel(self, generation_id: str) -> Channel:
         try:
             return self._channels[generation_id]
         except KeyError:
             raise UnknownGeneration(generation_id) from None
 
     async def open(self, generation_id: str) -> None:
-        self._channels[generation_id] = _Channel()
+        self._channels[generation_id] = Channel()
 
-    async def append(self, generation_id: str, kind: str, data: dict[str, Any]) -> Event:
-        return self._channel(generation_id).append(kind, data)
+    async def append(self, generation_id: str, parts: Sequence[Part]) -> int:
+        return self._channel(generation_id).append(parts)
 
-    async def read(self, generation_id: str, after: int) -> AsyncIterator[Event]:
+    async def read(self, generation_id: str, after: int, idle: float) -> AsyncIterator[list[Event]]:
         # Readers hold the channel itself, so they finish even once it is closed.
         channel = self._channel(generation_id)
-        position = after
-        while True:
-            await channel.wait_beyond(position)
-            if position == len(channel.events):
-                # Closed without a terminal event: the database knows how it ended.
-                raise UnknownGeneration(generation_id)
-            while position < len(channel.events):
-                event = channel.events[position]
-                position += 1
-                yield event
-                if event.is_terminal:
-                    return
+        try:
+            async for batch in channel.read(after, idle):
+                yield batch
+        except UnknownGeneration:
+            raise UnknownGeneration(generation_id) from None
 
     async def events(self, generation_id: str) -> list[Event]:
         return list(self._channel(generation_id).events)

@@ -18,14 +18,14 @@ import json
 import math
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, cast
 
 import redis.asyncio as redis
 from django.conf import settings
 
-from chat.eventlog.base import EventLogUnavailable, LogClosed, UnknownGeneration
-from chat.events import TERMINAL, Event
+from chat.eventlog.base import BATCH, EventLogUnavailable, LogClosed, UnknownGeneration
+from chat.events import Event, Part
 
 # Stream entries as redis-py returns them with decode_responses: (id, fields) pairs.
 type Entries = list[tuple[str, dict[str, str]]]
@@ -33,18 +33,23 @@ type Entries = list[tuple[str, dict[str, str]]]
 # The meta hash's `ended`: "0" while the producer appends, "sealed" once someone else
 # is ending the answer (only the terminal event may follow), "1" after the terminal event.
 
-# Appends atomically: refuses an unknown, ended or sealed log, numbers the event, marks
-# the end. ARGV: kind, data, maxlen, "1" for a terminal event.
+# Appends events atomically: refuses an unknown, ended or sealed log (a sealed one takes
+# a lone terminal event), numbers them, marks the end. ARGV: maxlen, then per event its
+# kind, its data and "1" if it is terminal. Returns the last id, -1 unknown, -2 closed.
 APPEND = """
 local state = redis.call('HGET', KEYS[2], 'ended')
 if not state then return -1 end
-if state == '1' or (state == 'sealed' and ARGV[4] ~= '1') then return -2 end
+local lone_terminal = #ARGV == 4 and ARGV[4] == '1'
+if state == '1' or (state == 'sealed' and not lone_terminal) then return -2 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local n = 1
-if #last > 0 then n = tonumber(string.match(last[1][1], '%d+$')) + 1 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. n, 'k', ARGV[1], 'd', ARGV[2])
+local n = 0
+if #last > 0 then n = tonumber(string.match(last[1][1], '%d+$')) end
+for i = 2, #ARGV, 3 do
+  n = n + 1
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '0-' .. n, 'k', ARGV[i], 'd', ARGV[i + 1])
+  if ARGV[i + 2] == '1' then redis.call('HSET', KEYS[2], 'ended', '1') end
+end
 redis.call('EXPIRE', KEYS[1], redis.call('TTL', KEYS[2]))
-if ARGV[4] == '1' then redis.call('HSET', KEYS[2], 'ended', '1') end
 return n
 """
 
@@ -119,54 +124,59 @@ class RedisEventLog:
             await pipe.execute()
 
     @_translated
-    async def append(self, generation_id: str, kind: str, data: dict[str, Any]) -> Event:
+    async def append(self, generation_id: str, parts: Sequence[Part]) -> int:
+        if any(part.is_terminal for part in parts[:-1]):
+            raise ValueError("a terminal event can only come last")
         keys = _keys(generation_id)
-        script = self._redis.register_script(APPEND)
-        number = await script(
-            keys=[keys["log"], keys["meta"]],
-            args=[
-                kind,
-                json.dumps(data, ensure_ascii=False),
-                settings.CHAT_EVENT_LOG_MAXLEN,
-                "1" if kind in TERMINAL else "0",
-            ],
+        args: list[Any] = [settings.CHAT_EVENT_LOG_MAXLEN]
+        for part in parts:
+            args += [part.kind, _json(part.data), "1" if part.is_terminal else "0"]
+        number = await self._redis.register_script(APPEND)(
+            keys=[keys["log"], keys["meta"]], args=args
         )
         if number == -1:
             raise UnknownGeneration(generation_id)
         if number == -2:
             raise LogClosed(generation_id)
-        return Event(int(number), kind, data)
+        return int(number)
 
-    async def read(self, generation_id: str, after: int) -> AsyncIterator[Event]:
+    async def read(self, generation_id: str, after: int, idle: float) -> AsyncIterator[list[Event]]:
         try:
-            async for event in self._read(generation_id, after):
-                yield event
+            async for batch in self._read(generation_id, after, idle):
+                yield batch
         except redis.RedisError as exc:
             raise EventLogUnavailable(str(exc)) from exc
 
-    async def _read(self, generation_id: str, after: int) -> AsyncIterator[Event]:
+    async def _read(
+        self, generation_id: str, after: int, idle: float
+    ) -> AsyncIterator[list[Event]]:
         keys = _keys(generation_id)
         if not await self._redis.exists(keys["meta"]):
             raise UnknownGeneration(generation_id)
+        # Blocks no longer than a liveness interval: then the producer's mark is checked.
+        block = min(idle, settings.CHAT_LIVENESS_INTERVAL)
         position = after
+        quiet_since = time.monotonic()
         while True:
             found = await self._redis.xread(
-                {keys["log"]: f"0-{position}"},
-                count=1000,
-                block=int(settings.CHAT_LIVENESS_INTERVAL * 1000),
+                {keys["log"]: f"0-{position}"}, count=BATCH, block=max(1, int(block * 1000))
             )
             if not found:
                 await self._check_producer(generation_id)
+                if time.monotonic() - quiet_since >= idle:
+                    quiet_since = time.monotonic()
+                    yield []
                 continue
-            for entry_id, fields in _entries(found):
-                number = int(entry_id.rsplit("-", 1)[1])
-                if number != position + 1:
-                    raise UnknownGeneration(generation_id)  # trimmed past the reader
-                position = number
-                event = Event(number, fields["k"], json.loads(fields["d"]))
-                yield event
-                if event.is_terminal:
-                    return
+            batch = _events(_entries(found))
+            if batch[0].id != position + 1:
+                raise UnknownGeneration(generation_id)  # trimmed past the reader
+            end = next((i + 1 for i, event in enumerate(batch) if event.is_terminal), len(batch))
+            batch = batch[:end]
+            position = batch[-1].id or position
+            quiet_since = time.monotonic()
+            yield batch
+            if batch[-1].is_terminal:
+                return
 
     async def _check_producer(self, generation_id: str) -> None:
         keys = _keys(generation_id)
@@ -259,6 +269,9 @@ class RedisEventLog:
 def _alive_ttl() -> int:
     # Three missed refreshes and the producer counts as dead.
     return max(1, math.ceil(settings.CHAT_LIVENESS_INTERVAL * 3))
+
+
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _events(entries: Entries) -> list[Event]:

@@ -46,9 +46,8 @@ async def _answer(
     # The stream gives the slot back as it ends; closing the response does it when the
     # client left before the stream began.
     frames = sse.frames(
-        completions.events(slot, prepared),
+        completions.batches(slot, prepared, settings.CHAT_SSE_HEARTBEAT),
         retry_ms=settings.CHAT_SSE_RETRY_MS,
-        heartbeat=settings.CHAT_SSE_HEARTBEAT,
     )
     return EventStream(frames, on_close=slot.release)
 
