@@ -56,9 +56,9 @@ def message_dict(message: Message) -> MessageDict:
     return data
 
 
-def generation_dict(generation: Generation) -> GenerationDict:
+def generation_dict(generation: Generation, stream_url: str) -> GenerationDict:
     return {
         "id": str(generation.pk),
-        "stream_url": generation.get_stream_url(),
+        "stream_url": stream_url,
         "cancel_url": generation.get_cancel_url(),
     }

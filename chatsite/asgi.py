@@ -7,13 +7,16 @@ accepting connections and before the process exits.
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+django.setup(set_prefix=False)  # what get_asgi_application() does, for our own handler
 
-django_application = get_asgi_application()
+# These need the apps that the line above loads.
+from chat.handler import Handler  # noqa: E402
+from chat.lifespan import Receive, Scope, Send, lifespan  # noqa: E402
 
-from chat.lifespan import Receive, Scope, Send, lifespan  # noqa: E402  (needs the apps that the line above loads)
+django_application = Handler()
 
 
 async def application(scope: Scope, receive: Receive, send: Send) -> None:

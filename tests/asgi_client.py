@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from chatsite.asgi import application
 
@@ -149,3 +150,10 @@ async def read_until(response: Response, count: int) -> tuple[list[Event], bytes
         if len(events) >= count:
             return events, raw
     raise AssertionError(f"the stream ended after {len(parse_events(raw)[0])} events")
+
+
+def with_query(url: str, **params: object) -> str:
+    """Add query parameters to a URL that may carry some already (a stream's token)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query) + [(name, str(value)) for name, value in params.items()]
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chat.blocks import BlockSplitter, utf16_length
-from tests.asgi_client import read_events
+from tests.asgi_client import read_events, with_query
 from tests.fakeopenai import Reply
 from tests.test_stream import ask, stored_answer
 
@@ -60,7 +60,7 @@ async def test_the_rendered_stream_adds_each_finished_block_once(api, upstream):
     tokens = ["# Ti", "tle\n", "\nSome **bold**", " text.\n\n", "🎉 Tail"]
     upstream.reply_to("Hi", Reply(tokens=tokens))
     posted = await ask(api, "Hi")
-    url = posted["generation"]["stream_url"] + "?render=blocks"
+    url = with_query(posted["generation"]["stream_url"], render="blocks")
 
     events = await read_events(await api.get(url))
 
@@ -80,7 +80,7 @@ async def test_a_resumed_rendered_stream_continues_the_block_offsets(api, upstre
     upstream.reply_to("Hi", Reply(tokens=tokens))
     posted = await ask(api, "Hi")
     await read_events(await api.get(posted["generation"]["stream_url"]))
-    url = posted["generation"]["stream_url"] + "?render=blocks&last_event_id=2"
+    url = with_query(posted["generation"]["stream_url"], render="blocks", last_event_id=2)
 
     events = await read_events(await api.get(url))
 

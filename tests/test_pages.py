@@ -184,7 +184,7 @@ def test_it_renders_a_streaming_answer_as_a_live_bubble(client_ann, ann):
     assert bubble is not None
     bubble_html = bubble.group(0)
     assert f'id="msg-{answer.pk}"' in bubble_html
-    assert f'data-stream-url="{answer.generation.get_stream_url()}"' in bubble_html
+    assert f'data-stream-url="{answer.generation.get_stream_url()}?token=' in bubble_html
     assert f'data-cancel-url="{answer.generation.get_cancel_url()}"' in bubble_html
     assert f'data-message-url="{reverse("chat:message", args=[answer.pk])}"' in bubble_html
     assert 'aria-live="polite"' in bubble_html

@@ -4,13 +4,14 @@ import asyncio
 import gzip
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.db.backends.signals import connection_created
 from django.test import AsyncRequestFactory
 
 from chat import generation
 from chat.models import Conversation, Generation, Message
 from chat.views.stream import generation_stream
-from tests.asgi_client import AsgiClient, parse_events, read_events, read_until
+from tests.asgi_client import AsgiClient, parse_events, read_events, read_until, with_query
 from tests.conftest import unstarted_answer
 from tests.fakeopenai import Reply
 from tests.servers import free_port
@@ -161,7 +162,7 @@ async def test_it_replays_after_last_event_id_then_continues_live(api, upstream)
 async def test_it_accepts_the_last_event_id_as_a_query_parameter(api, upstream):
     posted = await ask(api, "one two three")
     await read_events(await stream(api, posted))
-    url = posted["generation"]["stream_url"] + "?last_event_id=2"
+    url = with_query(posted["generation"]["stream_url"], last_event_id=2)
 
     events = await read_events(await api.get(url))
 
@@ -460,6 +461,26 @@ async def test_a_stream_needs_a_session(api, upstream):
 
     assert response.status == 401
     assert (await response.json())["error"]["code"] == "not_authenticated"
+
+
+async def test_a_stream_token_admits_only_its_session_and_only_to_its_generation(
+    api, upstream, settings
+):
+    first, second = await ask(api, "Hi"), await ask(api, "Hello")
+    for posted in (first, second):
+        await read_events(await stream(api, posted))
+    # The session is gone from the store: what still admits the client is a token alone.
+    await Session.objects.all().adelete()
+    first_path = f"/api/generations/{first['generation']['id']}/"
+    second_path = f"/api/generations/{second['generation']['id']}/"
+
+    own = await api.get(first["generation"]["stream_url"])
+    swapped = await api.get(second["generation"]["stream_url"].replace(second_path, first_path))
+    settings.CHAT_STREAM_TOKEN_MAX_AGE = 0
+    stale = await api.get(first["generation"]["stream_url"])
+
+    assert (own.status, swapped.status, stale.status) == (200, 401, 401)
+    assert text_of(await read_events(own)) == (await stored_answer(first)).content
 
 
 async def test_another_users_stream_and_cancel_are_not_found(api, bob_api, upstream):

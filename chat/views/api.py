@@ -8,6 +8,7 @@ from chat import services
 from chat.models import Conversation, Generation
 from chat.serialize import conversation_dict, generation_dict, message_dict
 from chat.services import Posted
+from chat.stream_access import stream_url
 from chat.views.decorators import AuthenticatedRequest, api_view
 from chat.views.owned import owned
 from chat.views.responses import BadRequest, json_body, text_field
@@ -79,14 +80,15 @@ def _content(data: dict[str, object], *, required: bool) -> str:
 async def _answering(request: AuthenticatedRequest, posted: Posted) -> HttpResponseBase:
     """Return the started answer's stream, or where to find it."""
     question, generation = posted
+    url = stream_url(request, generation)
     if accepts_event_stream(request):
         response = event_stream_response(generation)
         # Where to reconnect, and what to cancel, for a client that has only this stream.
-        response["Location"] = generation.get_stream_url()
+        response["Location"] = url
         response["X-Cancel-URL"] = generation.get_cancel_url()
         return response
     return JsonResponse(
-        {"message": message_dict(question), "generation": generation_dict(generation)},
+        {"message": message_dict(question), "generation": generation_dict(generation, url)},
         status=202,
     )
 

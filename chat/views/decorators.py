@@ -32,12 +32,49 @@ type View[**P] = Callable[Concatenate[AuthenticatedRequest, P], Response]
 type Wrapped[**P] = Callable[Concatenate[HttpRequest, P], Response]
 
 
+class NotLoggedIn(Exception):
+    """The request has no session: the API answers 401."""
+
+
 async def _logged_in(request: HttpRequest) -> AuthenticatedRequest | None:
     user = await request.auser()
     if not user.is_authenticated:
         return None
     request.user = user
     return request  # type: ignore[return-value]  # its user is now a User
+
+
+async def logged_in(request: HttpRequest) -> AuthenticatedRequest:
+    """Return the request with its session's user resolved, or raise NotLoggedIn."""
+    authenticated = await _logged_in(request)
+    if authenticated is None:
+        raise NotLoggedIn
+    return authenticated
+
+
+def _json_errors[R: HttpRequest, **P](
+    methods: tuple[str, ...], view: Callable[Concatenate[R, P], Response]
+) -> Callable[Concatenate[R, P], Response]:
+    """Allow only `methods`, and answer what the view raises as JSON errors."""
+
+    @functools.wraps(view)
+    async def wrapper(request: R, /, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
+        if request.method not in methods:
+            refused = json_error(405, "method_not_allowed", f"Use {' or '.join(methods)} here.")
+            refused["Allow"] = ", ".join(methods)
+            return refused
+        try:
+            return await view(request, *args, **kwargs)
+        except NotLoggedIn:
+            return json_error(401, "not_authenticated", "Log in to use the API.")
+        except BadRequest as exc:
+            return json_error(400, exc.code, exc.message)
+        except Refused as exc:
+            return refusal(exc)
+        except Http404 as exc:
+            return json_error(404, "not_found", str(exc) or "Nothing is here.")
+
+    return wrapper
 
 
 def api_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
@@ -48,32 +85,32 @@ def api_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
     """
 
     def decorator(view: View[P]) -> Wrapped[P]:
-        @functools.wraps(view)
-        async def wrapper(
-            request: HttpRequest, *args: P.args, **kwargs: P.kwargs
+        async def with_session(
+            request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs
         ) -> HttpResponseBase:
-            if request.method not in methods:
-                refused = json_error(405, "method_not_allowed", f"Use {' or '.join(methods)} here.")
-                refused["Allow"] = ", ".join(methods)
-                return refused
-            authenticated = await _logged_in(request)
-            if authenticated is None:
-                return json_error(401, "not_authenticated", "Log in to use the API.")
-            try:
-                response = await view(authenticated, *args, **kwargs)
-            except BadRequest as exc:
-                return json_error(400, exc.code, exc.message)
-            except Refused as exc:
-                return refusal(exc)
-            except Http404 as exc:
-                return json_error(404, "not_found", str(exc) or "Nothing is here.")
+            response = await view(await logged_in(request), *args, **kwargs)
             if response.streaming:
                 await db.release_request_connection()
             return response
 
-        return wrapper  # type: ignore[return-value]  # wraps() keeps the view's own request type
+        return _json_errors(methods, functools.wraps(view)(with_session))
 
     return decorator
+
+
+# The views whose requests need no thread of their own (chat/handler.py).
+THREADLESS: set[Callable[..., Any]] = set()
+
+
+def api_stream_view[**P](view: Wrapped[P]) -> Wrapped[P]:
+    """An API endpoint for GET that authenticates on its own (chat/stream_access.py).
+
+    Its requests run without a thread of their own (chat/handler.py): all its database
+    work goes through db.run.
+    """
+    wrapped = _json_errors(("GET",), view)
+    THREADLESS.add(wrapped)
+    return wrapped
 
 
 def page_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:

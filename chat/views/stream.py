@@ -8,16 +8,15 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 
-from chat import refusals, sse
+from chat import db, refusals, sse, stream_access
 from chat.blocks import with_blocks
 from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.events import Event
 from chat.models import Generation
 from chat.replay import events_after, text_before
-from chat.views.decorators import AuthenticatedRequest, api_view
-from chat.views.owned import owned
+from chat.views.decorators import api_stream_view, logged_in
 from chat.views.responses import BadRequest, EventStream
 
 logger = logging.getLogger(__name__)
@@ -25,10 +24,9 @@ logger = logging.getLogger(__name__)
 EVENT_ID = re.compile(r"\d{1,18}")
 
 
-@api_view("GET")
-async def generation_stream(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
-    generations = Generation.objects.owned_by(request.user).select_related("message")
-    generation = await owned(generations, pk, "generation")
+@api_stream_view
+async def generation_stream(request: HttpRequest, pk: str) -> HttpResponseBase:
+    generation = await _readable(request, pk)
     after = last_event_id(request)
     if generation.is_finished:
         assert generation.last_event_id is not None
@@ -42,10 +40,31 @@ async def generation_stream(request: AuthenticatedRequest, pk: str) -> HttpRespo
             raise refusals.event_log_unavailable() from None
         if produced is not None and after > produced:
             raise BadRequest("bad_last_event_id", "Last-Event-ID is past the end of this stream.")
-    events = events_after(generation, after)
+    batches = events_after(generation, after, settings.CHAT_SSE_HEARTBEAT)
     if request.GET.get("render") == "blocks":
-        events = with_blocks(events, await text_before(generation, after))
-    return event_stream_response(generation, events)
+        batches = with_blocks(batches, await text_before(generation, after))
+    return event_stream_response(generation, batches)
+
+
+async def _readable(request: HttpRequest, pk: str) -> Generation:
+    """Return the generation if the request may read it: by its token, else its session.
+
+    With a token (chat/stream_access.py) nothing runs on the request's own thread, so a
+    stream holds none while it is open.
+    """
+    generation = await db.run(_generation, pk)
+    if generation is not None and stream_access.token_admits(request, generation):
+        return generation
+    user = (await logged_in(request)).user
+    if generation is None or generation.conversation.owner_id != user.pk:
+        raise Http404("No such generation.")
+    await db.release_request_connection()
+    return generation
+
+
+def _generation(pk: str) -> Generation | None:
+    related = Generation.objects.select_related("message", "conversation")
+    return related.filter(pk=pk).first()
 
 
 def last_event_id(request: HttpRequest) -> int:
@@ -61,16 +80,15 @@ def accepts_event_stream(request: HttpRequest) -> bool:
 
 
 def event_stream_response(
-    generation: Generation, events: AsyncGenerator[Event] | None = None
+    generation: Generation, batches: AsyncGenerator[list[Event]] | None = None
 ) -> EventStream:
     """Stream a generation's events (by default all of them) as SSE, with heartbeats."""
-    return EventStream(_frames(str(generation.pk), events or events_after(generation, 0)))
+    batches = batches or events_after(generation, 0, settings.CHAT_SSE_HEARTBEAT)
+    return EventStream(_frames(str(generation.pk), batches))
 
 
-async def _frames(generation_id: str, events: AsyncGenerator[Event]) -> AsyncIterator[bytes]:
-    frames = sse.frames(
-        events, retry_ms=settings.CHAT_SSE_RETRY_MS, heartbeat=settings.CHAT_SSE_HEARTBEAT
-    )
+async def _frames(generation_id: str, batches: AsyncGenerator[list[Event]]) -> AsyncIterator[bytes]:
+    frames = sse.frames(batches, retry_ms=settings.CHAT_SSE_RETRY_MS)
     last_touch = -math.inf  # the first touch follows the first bytes
     try:
         async for frame in frames:
