@@ -73,12 +73,17 @@ $(VENV)/.installed-bench: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.installed-run
 
-.PHONY: bench bench-check
+.PHONY: bench bench-check bench-sweep
 bench: $(VENV)/.installed-bench
 	$(PY) -m bench.run --scale $(BENCH_SCALE) --write-baseline
 
 bench-check: $(VENV)/.installed-bench
 	$(PY) -m bench.run --scale $(BENCH_SCALE) --check
+
+# Cost as work grows: the peers and the project at rising numbers of active and quiet
+# streams; PNG plots in bench/out/plots/. On PostgreSQL with BENCH_DATABASE_URL set.
+bench-sweep: $(VENV)/.installed-bench
+	$(PY) -m bench.run --scale $(BENCH_SCALE) --only sweep
 
 # The soak test (tests/soak.py, docs/reliability.md) at full size; CI runs it reduced, as
 # part of `make test`. Writes its figures to SOAK_REPORT.

@@ -1,10 +1,12 @@
 """
-Figures from measurements: one summary per target, the project's ratios to the upstream
-read directly and to the Python peer, the issue's targets, a table for people, a JSON
-line per scenario for machines, and the regression check against the baseline.
+Figures from measurements: one summary per target, the project's ratios to each reference
+(the upstream read directly, the Starlette peer, the Node peer), the issue's targets, a
+table for people, a JSON line per scenario for machines, the sweep's summary, and the
+regression check against the baseline.
 """
 
 import math
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,17 @@ from typing import Any
 from bench.scenarios import Measurement
 
 MS = 1000.0
+
+# The targets by their name in the records, with their name for people. The references
+# are what the project's figures are divided by; "peer" is the Starlette one (the name
+# older records use).
+LABELS = {
+    "direct": "direct",
+    "peer": "Starlette peer",
+    "node_peer": "Node peer",
+    "project": "project",
+}
+REFERENCES = ("direct", "peer", "node_peer")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -95,7 +108,7 @@ def record(scenario: str, measurements: list[Measurement], meta: dict[str, Any])
     targets = {m.target: summarise(m) for m in measurements}
     project = targets["project"]
     found: dict[str, Any] = {"scenario": scenario, **meta, "targets": targets}
-    for reference in ("direct", "peer"):
+    for reference in REFERENCES:
         if reference in targets:
             found[f"ratio_to_{reference}"] = {
                 key: _ratio(value, targets[reference].get(key))
@@ -166,7 +179,9 @@ ROWS = [
     ("tokens/s", "tokens_per_s"),
     ("RSS peak MB", "rss_peak_mb"),
     ("open streams", "open_streams"),
+    ("RSS growth KB/stream", "rss_growth_kb_per_stream"),
     ("RSS KB/stream", "rss_per_stream_kb"),
+    ("idle CPU µs/stream/s", "cpu_us_per_stream_s"),
     ("upstream conns open", "upstream_open"),
     ("server threads", "server_threads"),
     ("ping gap p50 ms", "ping_gap_p50_ms"),
@@ -185,11 +200,15 @@ def _cell(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
 def table(rec: dict[str, Any]) -> str:
     """A Markdown table of one scenario: every target, and the project's ratios."""
     names = list(rec["targets"])
-    refs = [r for r in ("direct", "peer") if f"ratio_to_{r}" in rec]
-    header = ["", *names, *(f"project ÷ {r}" for r in refs)]
+    refs = [r for r in REFERENCES if f"ratio_to_{r}" in rec]
+    header = ["", *map(_label, names), *(f"project ÷ {_label(r)}" for r in refs)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, key in ROWS:
         values = [rec["targets"][n].get(key) for n in names]
@@ -216,12 +235,22 @@ CHECKS: list[tuple[str, str, str, float, float]] = [
     ("project", "gap_p99_ms", "up", 2.0, 25),
     ("project", "rss_per_stream_kb", "up", 1.5, 10),
     ("ratio_to_peer", "cpu_us_per_token", "up", 1.5, 0.1),
+    ("ratio_to_node_peer", "cpu_us_per_token", "up", 1.5, 0.1),
     ("project", "tokens_per_cpu_s", "down", 1.5, 0),
 ]
 
 
+def _section(rec: dict[str, Any], where: str) -> dict[str, Any]:
+    if where == "project":
+        return rec.get("targets", {}).get("project", {})
+    return rec.get(where, {})
+
+
 def regressions(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[str]:
-    """Clear regressions of `current` against `baseline`, with generous tolerances."""
+    """Clear regressions of `current` against `baseline`, with generous tolerances.
+
+    A scenario or a figure that one side lacks (a baseline older than a reference or
+    a scenario) is not compared."""
     problems = []
     before = {rec["scenario"]: rec for rec in baseline}
     for rec in current:
@@ -229,9 +258,7 @@ def regressions(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -
         if old is None:
             continue
         for where, key, how, factor, slack in CHECKS:
-            section_new = rec["targets"]["project"] if where == "project" else rec.get(where, {})
-            section_old = old["targets"]["project"] if where == "project" else old.get(where, {})
-            new, was = section_new.get(key), section_old.get(key)
+            new, was = _section(rec, where).get(key), _section(old, where).get(key)
             if new is None or was is None:
                 continue
             worse = (
@@ -242,6 +269,61 @@ def regressions(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -
             if worse:
                 problems.append(f"{rec['scenario']}: {where}.{key} {was} -> {new}")
     return problems
+
+
+# The sweep's figures, by kind of level: (label, key, unit, logarithmic axis).
+SWEEP_FIGURES = {
+    "active": [
+        ("CPU per token", "cpu_us_per_token", "µs", False),
+        ("TTFT p99", "ttft_p99_ms", "ms", True),
+        ("RSS growth per stream", "rss_growth_kb_per_stream", "KB", False),
+    ],
+    "quiet": [
+        ("RSS per stream", "rss_per_stream_kb", "KB", False),
+        ("idle CPU per stream", "cpu_us_per_stream_s", "µs/s", False),
+        ("streams opened", "open_streams", "", False),
+    ],
+}
+SWEEP_NAME = re.compile(r"sweep-(active|quiet)-(\d+)$")
+
+
+def sweep_series(
+    records: list[dict[str, Any]], kind: str, key: str
+) -> tuple[list[int], dict[str, list[float | None]]]:
+    """One figure of the sweep's levels of a kind: the levels, and each target's values."""
+    levels: list[int] = []
+    series: dict[str, list[float | None]] = {}
+    for rec in records:
+        found = SWEEP_NAME.match(rec["scenario"])
+        if not found or found[1] != kind:
+            continue
+        levels.append(int(found[2]))
+        for name, summary in rec["targets"].items():
+            series.setdefault(name, []).append(summary.get(key))
+    return levels, series
+
+
+def sweep_table(records: list[dict[str, Any]]) -> str:
+    """The sweep in a Markdown table per figure: a row per level, a column per target
+    and the project's ratios to each peer."""
+    out = []
+    for kind, figures in SWEEP_FIGURES.items():
+        for label, key, unit, _ in figures:
+            levels, series = sweep_series(records, kind, key)
+            if not levels:
+                continue
+            names = list(series)
+            refs = [r for r in REFERENCES if r in series and "project" in series]
+            heading = f"{kind} streams"
+            header = [heading, *map(_label, names), *(f"project ÷ {_label(r)}" for r in refs)]
+            lines = [f"{label} ({unit})" if unit else label, ""]
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            for i, level in enumerate(levels):
+                values = [series[n][i] for n in names]
+                ratios = [_ratio(series["project"][i], series[r][i]) for r in refs]
+                lines.append("| " + " | ".join(map(_cell, [level, *values, *ratios])) + " |")
+            out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 # Samples that are not serving the load: imports at start-up, the login's password hash,
@@ -286,7 +368,10 @@ AREAS = [
     ("redis client", ("redis/",)),
     ("Django request handling and middleware", ("django/",)),
     ("asgiref", ("asgiref",)),
-    ("ASGI server (daphne/twisted, uvicorn, granian)", ("daphne", "twisted", "uvicorn")),
+    (
+        "ASGI server (daphne/twisted, uvicorn, granian)",
+        ("daphne", "twisted", "uvicorn", "httptools"),
+    ),
     ("asyncio event loop", ("asyncio",)),
 ]
 

@@ -1,12 +1,14 @@
 """
 The scenarios. Each runs the same load against every target (the upstream read directly,
-the Python peer, the project) in one run, each target on fresh server processes, and
-returns one Measurement per target.
+the Starlette peer, the Node peer, the project) in one run, each target on fresh server
+processes, and returns one Measurement per target; the sweep does so at each of its levels.
 """
 
 import asyncio
 import contextlib
 import itertools
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,13 +37,30 @@ class Scale:
     c_heartbeat: float = 2
     d_concurrency: int = 8
     d_tokens: int = 1000
+    # The sweep: (b)'s load at each active concurrency, (c)'s at each number of quiet
+    # streams (opened at sweep_open_rate per second, observed sweep_observe seconds).
+    sweep_active: tuple[int, ...] = (50, 200, 400)
+    sweep_quiet: tuple[int, ...] = (1000, 5000, 10000)
+    sweep_open_rate: float = 200
+    sweep_observe: float = 5
+
+    @property
+    def b_start_rate(self) -> float:
+        """Streams started per second in (b), and at every active level of the sweep."""
+        return self.b_streams / self.b_spread
+
+    def sweep_conversations(self) -> int:
+        """The project's conversations the sweep posts into (3 warm-ups per level)."""
+        levels = (*self.sweep_active, *self.sweep_quiet)
+        return sum(levels) + 3 * len(levels)
 
 
 SCALES = {
     "full": Scale("full", users=8, a_repeats=10, b_streams=200, b_tokens=100, b_spread=2,
                   c_streams=2000, c_observe=10, d_seconds=10),
     "small": Scale("small", users=3, a_repeats=4, b_streams=40, b_tokens=30, b_spread=1,
-                   c_streams=200, c_observe=5, d_seconds=3),
+                   c_streams=200, c_observe=5, d_seconds=3, sweep_active=(20, 50),
+                   sweep_quiet=(200, 500), sweep_observe=2),
 }  # fmt: skip
 
 STREAM_TIMEOUT = 120.0  # no single stream of any scenario may take longer
@@ -103,17 +122,29 @@ async def direct(bench: Bench, streams: int) -> AsyncIterator[tuple[Target, list
     yield Direct(bench.upstream.url), bench.upstream.measured()
 
 
-def peer_factory(heartbeat: float = HEARTBEAT) -> Factory:
+# The peers by target name: the same feature without the project, in Python and in Node.
+PEERS = {"peer": servers.peer, "node_peer": servers.node_peer}
+
+
+def peer_factory(name: str = "peer", heartbeat: float = HEARTBEAT) -> Factory:
+    start = PEERS[name]
+
     @contextlib.asynccontextmanager
     async def peer(bench: Bench, streams: int) -> AsyncIterator[tuple[Target, list]]:
-        with servers.peer(bench.upstream, heartbeat, bench.log) as server:
-            yield Peer(server.url), server.measured()
+        with start(bench.upstream, heartbeat, bench.log) as server:
+            yield Peer(server.url, name), server.measured()
 
     return peer
 
 
+def peer_factories(heartbeat: float = HEARTBEAT) -> list[Factory]:
+    """Both peers; the Node one only where `node` is installed."""
+    names = [name for name in PEERS if name != "node_peer" or servers.NODE]
+    return [peer_factory(name, heartbeat) for name in names]
+
+
 def project_factory(
-    server: str = "daphne",
+    server: str = "uvicorn",
     heartbeat: float = HEARTBEAT,
     processes: int = 1,
     profile: str | None = None,
@@ -171,15 +202,17 @@ async def _each_target(
 ) -> list[Measurement]:
     found = []
     for factory in factories:
+        began = time.monotonic()
         async with factory(bench, streams + 3) as (target, processes):
             # Warm up: imports, the SDK client, connection pools, URL resolvers.
             await _streams(target, 3, loadgen.prompt(20), first=1000)
             found.append(await measure(target, processes))
+        print(f"   {target.name}: {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
     return found
 
 
 def _references(heartbeat: float = HEARTBEAT) -> list[Factory]:
-    return [direct, peer_factory(heartbeat)]
+    return [direct, *peer_factories(heartbeat)]
 
 
 async def _measure_streams(
@@ -219,44 +252,64 @@ async def one_stream(bench: Bench, profile: bool = False) -> list[Measurement]:
 
 
 async def concurrent(
-    bench: Bench, factories: list[Factory] | None = None, processes: int = 1
+    bench: Bench,
+    factories: list[Factory] | None = None,
+    processes: int = 1,
+    streams: int | None = None,
 ) -> list[Measurement]:
-    """(b) Many concurrent streams at a model's pace; (e) the same on two processes."""
+    """(b) Many concurrent streams at a model's pace; (e) the same on two processes; the
+    sweep's active levels with `streams` of them (started at (b)'s rate)."""
     scale = bench.scale
+    count = streams or scale.b_streams
+    spread = count / scale.b_start_rate
     prompt = loadgen.prompt(scale.b_tokens, scale.b_rate)
     pid = servers.redis_pid() if processes > 1 else None
     extra = {"redis": [psutil.Process(pid)]} if pid else None
 
     async def measure(target: Target, measured: list[psutil.Process]) -> Measurement:
         def run() -> Awaitable[list[StreamResult]]:
-            return _streams(target, scale.b_streams, prompt, scale.b_spread)
+            return _streams(target, count, prompt, spread)
 
         use_extra = extra if isinstance(target, Project) else None
-        return await _measure_streams(bench, target, measured, run, use_extra)
+        found = await _measure_streams(bench, target, measured, run, use_extra)
+        growth = found.usage.rss_peak - found.usage.rss_start
+        found.extra["rss_growth_kb_per_stream"] = growth / count / 1024
+        return found
 
     if factories is None:
         factories = [*_references(), project_factory(processes=processes)]
-    return await _each_target(bench, factories, scale.b_streams, measure)
+    return await _each_target(bench, factories, count, measure)
 
 
-async def quiet(bench: Bench) -> list[Measurement]:
-    """(c) Many open streams whose model has not started answering: memory, heartbeats."""
+async def quiet(
+    bench: Bench,
+    streams: int | None = None,
+    open_rate: float | None = None,
+    observe: float | None = None,
+) -> list[Measurement]:
+    """(c) Many open streams whose model has not started answering: memory, heartbeats.
+    The sweep's quiet levels pass their own number of streams, pace and observation."""
     scale = bench.scale
+    count = streams or scale.c_streams
+    spread = count / (open_rate or scale.c_open_rate)
+    observation = observe or scale.c_observe
     # The answers start long after the observation: only heartbeats flow meanwhile.
     prompt = loadgen.prompt(5, ttft=600)
 
     async def measure(target: Target, processes: list[psutil.Process]) -> Measurement:
-        results = [StreamResult(5) for _ in range(scale.c_streams)]
+        results = [StreamResult(5) for _ in range(count)]
         async with loadgen.client(STREAM_TIMEOUT * 10) as http:
             before = loadgen.rss(processes)
 
             async def one(index: int) -> None:
                 await loadgen.run_stream(target, http, index, prompt, results[index])
 
-            spread = scale.c_streams / scale.c_open_rate
-            tasks = await loadgen.staggered(scale.c_streams, spread, one)
+            tasks = await loadgen.staggered(count, spread, one)
             try:
-                for _ in range(1800):  # every stream has its first bytes, or 180 s passed
+                # Until every stream has its first bytes (or failed); at most 180 s, or
+                # 50 ms a stream where that is longer.
+                deadline = asyncio.get_running_loop().time() + max(180, count / 20)
+                while asyncio.get_running_loop().time() < deadline:
                     if all(r.ttfb is not None or r.error for r in results):
                         break
                     await asyncio.sleep(0.1)
@@ -264,7 +317,7 @@ async def quiet(bench: Bench) -> list[Measurement]:
                 for result in results:
                     result.pings.clear()  # only the pings of the observation count
                 async with loadgen.measured(processes) as usage:
-                    await asyncio.sleep(scale.c_observe)
+                    await asyncio.sleep(observation)
                 upstream_open = (await asyncio.to_thread(loadgen.fake_stats, bench.upstream.url))[
                     "open"
                 ]
@@ -277,14 +330,39 @@ async def quiet(bench: Bench) -> list[Measurement]:
         extra = {
             "open_streams": opened,
             "rss_per_stream_kb": (after - before) / max(opened, 1) / 1024,
+            # What holding a quiet stream costs: its heartbeats, timers, the loop's work.
+            "cpu_us_per_stream_s": usage.cpu / usage.wall / max(opened, 1) * 1e6,
             "upstream_open": upstream_open,
             "server_threads": threads,
             "heartbeat_s": scale.c_heartbeat,
         }
         return Measurement(target.name, results, usage, usage, extra)
 
-    factories = [peer_factory(scale.c_heartbeat), project_factory(heartbeat=scale.c_heartbeat)]
-    return await _each_target(bench, factories, scale.c_streams, measure)
+    factories = [
+        *peer_factories(scale.c_heartbeat),
+        project_factory(heartbeat=scale.c_heartbeat),
+    ]
+    return await _each_target(bench, factories, count, measure)
+
+
+def sweep_name(kind: str, level: int) -> str:
+    """The scenario name of one level of the sweep: sweep-active-200, sweep-quiet-5000."""
+    return f"sweep-{kind}-{level}"
+
+
+async def sweep(bench: Bench) -> dict[str, list[Measurement]]:
+    """Cost as the work grows: (b) at each active concurrency, (c) at each number of quiet
+    streams, on the peers and the project (no `direct`: its figures do not move)."""
+    scale = bench.scale
+    found = {}
+    for level in scale.sweep_active:
+        factories = [*peer_factories(), project_factory()]
+        found[sweep_name("active", level)] = await concurrent(bench, factories, streams=level)
+    for level in scale.sweep_quiet:
+        found[sweep_name("quiet", level)] = await quiet(
+            bench, level, scale.sweep_open_rate, scale.sweep_observe
+        )
+    return found
 
 
 async def saturation(bench: Bench, profile: bool = False) -> list[Measurement]:

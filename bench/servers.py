@@ -1,8 +1,13 @@
-"""The processes of a benchmark run: the fake upstream, the project, the Python peer."""
+"""
+The processes of a benchmark run: the fake upstream, the project, the two peers (Python
+and Node), and the project's database (SQLite, or a fresh PostgreSQL database).
+"""
 
 import contextlib
 import os
 import resource
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,17 +16,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
+NODE = shutil.which("node")
 APPLICATION = "chatsite.asgi:application"
 MODEL = "bench-model"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 
-# How each ASGI server is started for the project (and uvicorn for the peer).
+# How each ASGI server is started for an application: uvicorn for the Python peer; the
+# project is served by `chatsite.serve` (PROJECT_SERVE), or by daphne or granian.
 # fmt: off
 SERVER_COMMANDS = {
     "daphne": [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "{app}"],
@@ -38,10 +47,23 @@ SERVER_COMMANDS = {
 }
 # fmt: on
 
+# The project as production serves it (`make serve`): chatsite/serve.py, that is uvicorn
+# with uvloop, httptools and the lifespan, here with one worker on HOST:PORT.
+PROJECT_SERVE = [PYTHON, "-m", "chatsite.serve"]
+PROJECT_SERVERS = ["uvicorn", "daphne", "granian"]
 
-def raise_fd_limit() -> int:
-    """Raise this process's soft open-files limit to the hard one (children inherit it)."""
+# Open files a quiet stream needs in one process: the client's socket and the upstream's.
+FD_LIMIT_WANTED = 65536
+
+
+def raise_fd_limit(wanted: int = FD_LIMIT_WANTED) -> int:
+    """Raise this process's open-files limit to `wanted` where allowed (root may raise the
+    hard limit too), else the soft limit to the hard one. Children inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -62,7 +84,7 @@ class Server:
     process: subprocess.Popen[bytes]
 
     def measured(self) -> list[psutil.Process]:
-        """The Python processes serving requests (below py-spy or granian's supervisor)."""
+        """The processes serving requests (below py-spy or granian's supervisor)."""
         root = psutil.Process(self.process.pid)
         children = root.children(recursive=True)
         return children if children else [root]
@@ -119,11 +141,42 @@ def fake_upstream(log: Path) -> contextlib.AbstractContextManager[Server]:
     return running("fake", command, {}, port, log)
 
 
-def project_env(workdir: Path, upstream: Server, heartbeat: float, redis: bool) -> dict[str, str]:
+def postgres_server_url() -> str | None:
+    """The PostgreSQL server to bench on: BENCH_DATABASE_URL, else a PostgreSQL
+    DATABASE_URL; None for SQLite."""
+    for name in ("BENCH_DATABASE_URL", "DATABASE_URL"):
+        url = os.environ.get(name, "")
+        if url.startswith(("postgres://", "postgresql://")):
+            return url
+    return None
+
+
+@contextlib.contextmanager
+def database(workdir: Path) -> Iterator[str]:
+    """The project's database URL for one run: a SQLite file in the work directory, or on
+    the PostgreSQL server that postgres_server_url() names, a fresh database of its own
+    (`chat_bench_<random>`, dropped at the end)."""
+    server = postgres_server_url()
+    if server is None:
+        yield f"sqlite:///{workdir / 'bench.sqlite3'}"
+        return
+    name = f"chat_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def project_env(
+    database_url: str, upstream: Server, heartbeat: float, redis: bool
+) -> dict[str, str]:
     env = {
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
         "SECRET_KEY": "bench-secret-key-not-for-production-" + "x" * 20,
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+        "DATABASE_URL": database_url,
         "OPENAI_BASE_URL": f"{upstream.url}/v1",
         "OPENAI_API_KEY": "x",
         "CHAT_MODEL": MODEL,
@@ -139,6 +192,8 @@ def project_env(workdir: Path, upstream: Server, heartbeat: float, redis: bool) 
         "CHAT_UPSTREAM_READ_TIMEOUT": "900",
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "127.0.0.1",
+        # Stopping a server between measurements need not wait for the answers it runs.
+        "CHAT_SHUTDOWN_GRACE": "0",
     }
     if redis:
         env |= {"REDIS_URL": REDIS_URL, "CHAT_EVENT_LOG": "redis"}
@@ -146,18 +201,29 @@ def project_env(workdir: Path, upstream: Server, heartbeat: float, redis: bool) 
 
 
 def project(
-    env: dict[str, str], log: Path, server: str = "daphne", profile: Path | None = None
+    env: dict[str, str], log: Path, server: str = "uvicorn", profile: Path | None = None
 ) -> contextlib.AbstractContextManager[Server]:
-    """The project under an ASGI server, optionally below py-spy (raw collapsed stacks)."""
+    """The project under a server of PROJECT_SERVERS, optionally below py-spy (raw
+    collapsed stacks). `uvicorn` is the production server, started as `make serve` does."""
     port = free_port()
-    command = [part.format(port=port, app=APPLICATION) for part in SERVER_COMMANDS[server]]
+    if server == "uvicorn":
+        command = PROJECT_SERVE
+        env = env | {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"}
+    else:
+        command = [part.format(port=port, app=APPLICATION) for part in SERVER_COMMANDS[server]]
     if profile is not None:
-        command = [str(BIN / "py-spy"), "record", "-r", "250", "-f", "raw", "-o", str(profile)]
-        command += [
-            "--",
-            *[part.format(port=port, app=APPLICATION) for part in SERVER_COMMANDS[server]],
-        ]
+        py_spy = [str(BIN / "py-spy"), "record", "-r", "250", "-f", "raw", "-o", str(profile)]
+        command = [*py_spy, "--", *command]
     return running(f"project/{server}", command, env, port, log)
+
+
+def _peer_env(upstream: Server, heartbeat: float) -> dict[str, str]:
+    return {
+        "OPENAI_BASE_URL": f"{upstream.url}/v1",
+        "OPENAI_API_KEY": "x",
+        "PEER_MODEL": MODEL,
+        "PEER_HEARTBEAT": str(heartbeat),
+    }
 
 
 def peer(
@@ -169,13 +235,18 @@ def peer(
         part.format(port=port, app="bench.peers.starlette_peer:app")
         for part in SERVER_COMMANDS["uvicorn"]
     ]
-    env = {
-        "OPENAI_BASE_URL": f"{upstream.url}/v1",
-        "OPENAI_API_KEY": "x",
-        "PEER_MODEL": MODEL,
-        "PEER_HEARTBEAT": str(heartbeat),
-    }
-    return running("peer", command, env, port, log)
+    return running("peer", command, _peer_env(upstream, heartbeat), port, log)
+
+
+def node_peer(
+    upstream: Server, heartbeat: float, log: Path
+) -> contextlib.AbstractContextManager[Server]:
+    """The Node peer (node:http and fetch, bench/peers/node_peer.mjs) on PORT."""
+    if NODE is None:
+        raise RuntimeError("the Node peer needs `node` (20 or later) on PATH")
+    port = free_port()
+    env = _peer_env(upstream, heartbeat) | {"HOST": "127.0.0.1", "PORT": str(port)}
+    return running("node_peer", [NODE, "bench/peers/node_peer.mjs"], env, port, log)
 
 
 def manage(env: dict[str, str], *args: str) -> str:

@@ -4,8 +4,12 @@ Database work from async code, and the connections it leaves behind.
 A streaming response or a background answer can live for minutes; a database connection
 it kept for that long would be one connection per open stream. So the boundaries give
 connections back, not the code in between:
-- `run(fn, ...)`: a self-contained piece of sync database work on a worker thread, its
-  connection closed as it returns;
+- `run(fn, ...)`: a self-contained piece of sync database work. In a request, on the
+  request's own thread, whose connection Django closes at the request's end: a second
+  thread would need a second connection while the request holds one, and with a
+  bounded pool (PostgreSQL) enough requests at once would wait for each other forever.
+  Elsewhere (a background answer, a stream that runs without a thread of its own), on
+  any worker thread, its connection closed as it returns;
 - `given_back()`: around a background task, closes what its async ORM calls opened on
   asgiref's shared thread;
 - `release_request_connection()`: a view about to return a stream gives back the
@@ -17,12 +21,14 @@ connections back, not the code in between:
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import close_old_connections, connection, connections
 
 
 async def run[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run sync database work on any worker thread; its connection is closed after."""
+    """Run sync database work: on the request's thread, else on any worker thread."""
+    if SyncToAsync.thread_sensitive_context.get(None) is not None:
+        return await sync_to_async(fn)(*args, **kwargs)
 
     def call() -> R:
         try:

@@ -12,6 +12,7 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection, connections
 
 from chat import limits
 from chat.models import Message, Usage
@@ -375,3 +376,28 @@ def test_messages_are_counted_atomically_when_many_clients_ask_at_once(settings,
     settings.CHAT_RATE_LIMITS = {"hour": 2}
 
     assert admit_at_once(alice, 10) == ["admitted"] * 2 + ["rate_limited"] * 8
+
+
+async def test_more_requests_at_once_than_the_pool_has_connections_all_answer(fake_openai, browser):
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection pool is PostgreSQL's (DATABASE_URL=postgres://...)")
+    # A request whose database work waited for a second connection while it held one
+    # would wait forever once every pooled connection was held so (here: 2 of them).
+    env = {
+        **server_env(fake_openai),
+        "CHAT_DB_POOL_MIN": "1",
+        "CHAT_DB_POOL_MAX": "2",
+        "CHAT_DB_POOL_TIMEOUT": "5",
+        "CHAT_MAX_CONCURRENT": "100",
+        "CHAT_RATE_LIMITS": "1000/minute",
+    }
+    port = free_port()
+    await sync_to_async(connections.close_all)()  # the test database is dropped after
+    with serve(port, env):
+        server = f"http://127.0.0.1:{port}"
+        conversations = [await browser.conversation(server) for _ in range(8)]
+        posted = await asyncio.gather(
+            *(browser.post(server, conversation, "Hi") for conversation in conversations)
+        )
+
+    assert [response.status_code for response in posted] == [202] * 8
