@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.db.backends.signals import connection_created
 
-from chat import generation
+from chat import checks, generation
 from chat.models import Conversation, Generation
 from tests.asgi_client import AsgiClient, Response, read_until
 from tests.fakeopenai import Reply
@@ -226,3 +226,13 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
     assert threads_open <= threads_warm + 1
     # At most the pool's (CHAT_DB_POOL_MAX, 10 in tests) and pytest's own: not one per stream.
     assert on_server <= 12
+
+
+def test_the_deploy_check_warns_when_a_security_middleware_is_left_out(settings):
+    settings.MIDDLEWARE = [
+        path for path in settings.MIDDLEWARE if path != "chat.inline_middleware.CsrfViewMiddleware"
+    ]
+
+    warnings = checks.inline_security_middleware()
+
+    assert [warning.id for warning in warnings] == ["chat.W003"]
