@@ -83,7 +83,7 @@ async def _settle(slot: limits.Slot, prepared: Prepared, answer: Answer) -> None
         extra={"user": slot.user_id, "model": prepared.model, **answer.log_fields()},
     )
     try:
-        await db.run(_record, slot.user_id, prepared.request, answer)
+        await db.write(_record, slot.user_id, prepared.request, answer)
     finally:
         await db.run(slot.release)
     await answering.remember(prepared, answer)

@@ -15,19 +15,34 @@ connections back, not the code in between:
 - `release_request_connection()`: a view about to return a stream gives back the
   connection its request opened (Django closes it only once the response has ended).
 
+`write(fn, ...)` is `run` for work that writes: on SQLite, one writer at a time per
+process, in order of arrival. SQLite lets one transaction write at a time, and its own
+wait (polling with growing sleeps) lets some writers starve under a burst until they
+fail with "database is locked"; here they queue instead. A request queues for at most
+CHAT_DB_WRITE_WAIT seconds, then gets `WritesBusy` (the views answer 503 with
+Retry-After); background work waits its turn however long.
+
 `serialize_transaction()` makes transactions that must not overlap take turns.
 """
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import SyncToAsync, sync_to_async
-from django.db import close_old_connections, connection, connections
+from django.conf import settings
+from django.db import OperationalError, close_old_connections, connection, connections
+
+_writer = threading.Lock()  # SQLite's one writer, in this process
+
+
+class WritesBusy(OperationalError):
+    """A request waited CHAT_DB_WRITE_WAIT seconds for its turn to write (SQLite)."""
 
 
 async def run[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run sync database work: on the request's thread, else on any worker thread."""
-    if SyncToAsync.thread_sensitive_context.get(None) is not None:
+    if _in_request():
         return await sync_to_async(fn)(*args, **kwargs)
 
     def call() -> R:
@@ -37,6 +52,28 @@ async def run[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) 
             close_old_connections()
 
     return await sync_to_async(call, thread_sensitive=False)()
+
+
+async def write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run sync database work that writes, as `run` does; on SQLite one at a time."""
+    if connections["default"].vendor != "sqlite":
+        return await run(fn, *args, **kwargs)
+    wait = settings.CHAT_DB_WRITE_WAIT if _in_request() else -1
+
+    def in_turn() -> R:
+        if not _writer.acquire(timeout=wait):
+            raise WritesBusy("too many writes are waiting; retry in a moment")
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _writer.release()
+
+    return await run(in_turn)
+
+
+def _in_request() -> bool:
+    """Tell whether this runs in a request that has a thread of its own (chat/handler.py)."""
+    return SyncToAsync.thread_sensitive_context.get(None) is not None
 
 
 @contextlib.asynccontextmanager

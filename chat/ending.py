@@ -38,7 +38,7 @@ async def end(generation: Generation, answer: Answer) -> bool:
     `generation` needs its message and conversation loaded.
     """
     try:
-        claimed = await db.run(_store, generation, answer)
+        claimed = await db.write(_store, generation, answer)
     except DatabaseError:
         # Nothing is claimed: a reader or the sweeper settles it once the database is back.
         logger.exception("could not store the end of generation %s", generation.pk)

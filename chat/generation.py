@@ -209,7 +209,7 @@ def _load(generation_id: Any) -> Generation:
 
 async def _checkpoint(generation: Generation, answer: Answer) -> None:
     try:
-        await db.run(save_checkpoint, generation, answer.text, answer.sizes)
+        await db.write(save_checkpoint, generation, answer.text, answer.sizes)
     except DatabaseError:
         # The answer goes on; its end tries again.
         logger.warning("checkpoint of generation %s failed", generation.pk)

@@ -33,6 +33,10 @@ def event_log_unavailable() -> Refused:
     return Refused(503, failure.code, failure.message, retry_after=2)
 
 
+def writes_busy() -> Refused:
+    return Refused(503, "busy_server", "The server is busy right now; retry in a moment.", 2)
+
+
 def model_withdrawn(model: str) -> Refused:
     return Refused(
         409,

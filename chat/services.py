@@ -8,6 +8,7 @@ started; whatever stops it first is a `Refused` (chat/refusals.py).
 
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +27,8 @@ type Posted = tuple[Message, Generation]
 async def conversation_create(
     *, owner: Any, title: str = "", model: str = "", system_prompt: str = ""
 ) -> Conversation:
-    return await Conversation.objects.acreate(
+    return await _write(
+        Conversation.objects.create,
         owner=owner,
         title=title,
         auto_title=not title,
@@ -46,14 +48,14 @@ async def conversation_start(
     try:
         return await message_post(conversation=conversation, content=content)
     except Refused:
-        await conversation.adelete()
+        await db.write(conversation.delete)
         raise
 
 
 async def message_post(*, conversation: Conversation, content: str) -> Posted:
     """Save the user's message and an empty answer, and start answering; or raise Refused."""
     return await _started(
-        await db.run(_message_post, conversation.pk, content, logs.request_id.get())
+        await _write(_message_post, conversation.pk, content, logs.request_id.get())
     )
 
 
@@ -64,7 +66,7 @@ async def answer_again(*, conversation: Conversation, content: str | None = None
     Raises Refused.
     """
     return await _started(
-        await db.run(_answer_again, conversation.pk, content, logs.request_id.get())
+        await _write(_answer_again, conversation.pk, content, logs.request_id.get())
     )
 
 
@@ -80,7 +82,7 @@ async def conversation_delete(*, conversation: Conversation) -> None:
     """Stop the conversation's running answers (closing their upstream requests), then delete it."""
     async for running in Generation.objects.running().filter(conversation=conversation):
         await generations.cancel(running)
-    await db.run(_delete, conversation)
+    await _write(_delete, conversation)
 
 
 def _delete(conversation: Conversation) -> None:
@@ -94,7 +96,15 @@ def _delete(conversation: Conversation) -> None:
 async def conversation_rename(*, conversation: Conversation, title: str) -> None:
     conversation.title = title
     conversation.auto_title = False
-    await conversation.asave(update_fields=["title", "auto_title", "updated_at"])
+    await _write(conversation.save, update_fields=["title", "auto_title", "updated_at"])
+
+
+async def _write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """db.write, with a queue too long for this request refused as busy (503)."""
+    try:
+        return await db.write(fn, *args, **kwargs)
+    except db.WritesBusy:
+        raise refusals.writes_busy() from None
 
 
 def _message_post(conversation_id: Any, content: str, request_id: str) -> Posted:

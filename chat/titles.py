@@ -40,7 +40,8 @@ async def title_after_first_answer(conversation_id: Any) -> None:
         return
     if title:
         # Only while the title is still ours: the user may have renamed it meanwhile.
-        await Conversation.objects.filter(pk=conversation_id, auto_title=True).aupdate(title=title)
+        untouched = Conversation.objects.filter(pk=conversation_id, auto_title=True)
+        await db.write(untouched.update, title=title)
 
 
 def _first_exchange(conversation_id: Any) -> tuple[str, str, str] | None:

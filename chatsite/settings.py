@@ -368,6 +368,8 @@ CHAT_SIGNUPS_PER_ADDRESS = env_number("CHAT_SIGNUPS_PER_ADDRESS", 5, minimum=1)
 # Seconds between heartbeat comments on an open stream, and the client's reconnect delay.
 CHAT_SSE_HEARTBEAT = env_number("CHAT_SSE_HEARTBEAT", 15.0, minimum=0.01)
 CHAT_SSE_RETRY_MS = env_number("CHAT_SSE_RETRY_MS", 1000, minimum=0)
+# Seconds a request waits for its turn to write to SQLite before it gets a 503 (chat/db.py).
+CHAT_DB_WRITE_WAIT = env_number("CHAT_DB_WRITE_WAIT", 10.0, minimum=0.1)
 # How long a stream URL's token admits its reader without a session lookup (stream_access).
 CHAT_STREAM_TOKEN_MAX_AGE = env_number("CHAT_STREAM_TOKEN_MAX_AGE", 3600, minimum=0)
 # Seconds between writes of a streaming answer's partial text to the database.

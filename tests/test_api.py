@@ -1,10 +1,13 @@
 """The JSON API for conversations and messages: resources, validation, auth, ownership."""
 
 import asyncio
+import threading
+import time
 
 import pytest
+from django.db import connection
 
-from chat import generation
+from chat import db, generation
 from chat.models import Conversation, Generation, Message
 from tests.asgi_client import AsgiClient, read_events
 from tests.conftest import unstarted_answer
@@ -273,3 +276,35 @@ async def test_every_response_carries_a_request_id(api, upstream):
 
     assert mine.headers["x-request-id"] == "trace-42"
     assert len(fresh.headers["x-request-id"]) == 32
+
+
+async def test_writes_queue_on_sqlite_and_a_request_past_the_bound_is_refused_as_busy(
+    api, upstream, settings
+):
+    if connection.vendor != "sqlite":
+        pytest.skip("one writer at a time is SQLite's; PostgreSQL writes in parallel")
+    conversation = await create(api)
+    settings.CHAT_DB_WRITE_WAIT = 0.2
+    # A write of the process's that holds SQLite's one writer for a second.
+    started = threading.Event()
+
+    def slow_write() -> None:
+        started.set()
+        time.sleep(1)
+
+    holding = asyncio.create_task(db.write(slow_write))
+    await asyncio.to_thread(started.wait)
+
+    refused = await api.post(
+        f"/api/conversations/{conversation['id']}/messages/", {"content": "Hi"}
+    )
+    await holding
+    admitted = await api.post(
+        f"/api/conversations/{conversation['id']}/messages/", {"content": "Hi again"}
+    )
+
+    assert (refused.status, refused.headers["retry-after"]) == (503, "2")
+    assert (await refused.json())["error"]["code"] == "busy_server"
+    assert admitted.status == 202
+    contents = [m.content async for m in Message.objects.filter(role="user")]
+    assert contents == ["Hi again"]  # the refused post changed nothing
