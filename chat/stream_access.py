@@ -27,7 +27,8 @@ SALT = "chat.stream_access"
 def stream_url(request: HttpRequest, generation: Generation) -> str:
     """Return where this client reads the generation's stream."""
     url = generation.get_stream_url()
-    session_key = request.session.session_key
+    session = getattr(request, "session", None)  # none without SessionMiddleware
+    session_key = session.session_key if session is not None else None
     if not session_key:
         return url
     return f"{url}?{urlencode({'token': _token(generation, session_key)})}"

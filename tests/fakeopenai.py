@@ -77,6 +77,8 @@ class Reply:
     hang: bool = False
     # End the stream's lines with CRLF instead of LF.
     crlf: bool = False
+    # Send every content frame in one write, as a model faster than its reader would.
+    burst: bool = False
     # Send an SSE comment line (a keep-alive) before every frame.
     keep_alive: bool = False
     # End the stream with `data: [DONE]`; False ends the body without it.
@@ -314,7 +316,10 @@ async def _stream(connection: _Connection, answer: _Answer, reply: Reply) -> _Ou
         await connection.send_chunks(frame, split=reply.split_writes, last=last)
 
     await send(answer.chunk({"role": "assistant", "content": ""}))
-    for index, token in enumerate(reply.tokens):
+    if reply.burst:
+        frames = b"".join(_sse_frame(answer.chunk({"content": token})) for token in reply.tokens)
+        await connection.send_chunks(frames, split=False, last=False)
+    for index, token in enumerate([] if reply.burst else reply.tokens):
         if index == reply.drop_after:
             return await _drop(connection, answer.chunk({"content": token}), reply.mid_frame)
         if index:

@@ -51,10 +51,20 @@ async def test_it_yields_the_deltas_then_the_finish_reason_and_usage(fake):
 
     deltas, finish = await answer()
 
-    assert deltas == ["Hel", "lo", " world"]
+    assert "".join(deltas) == "Hello world"
     assert finish == Finish(
         "length", {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5}
     )
+
+
+async def test_deltas_read_together_are_relayed_as_one_and_a_lone_one_at_once(fake):
+    fake.reply_to("Burst", Reply(tokens=["a ", "b ", "c "], burst=True))
+    fake.reply_to("Paced", Reply(tokens=["a ", "b ", "c "], token_delay=0.05))
+
+    burst, _ = await answer("Burst")
+    paced, _ = await answer("Paced")
+
+    assert (burst, paced) == (["a b c "], ["a ", "b ", "c "])
 
 
 async def test_utf8_cut_inside_characters_between_reads_arrives_whole(fake):
@@ -62,7 +72,7 @@ async def test_utf8_cut_inside_characters_between_reads_arrives_whole(fake):
 
     deltas, finish = await answer()
 
-    assert deltas == UNICODE
+    assert "".join(deltas) == "".join(UNICODE)
     assert finish.reason == "stop"
 
 
@@ -74,7 +84,7 @@ async def test_crlf_line_endings_and_keep_alive_comments_are_understood(fake, sp
 
     deltas, finish = await answer()
 
-    assert deltas == UNICODE
+    assert "".join(deltas) == "".join(UNICODE)
     assert finish.reason == "stop"
     assert finish.usage is not None
 
@@ -84,7 +94,7 @@ async def test_an_error_sent_inside_the_stream_ends_it_after_the_deltas(fake):
 
     deltas, error = await failure()
 
-    assert deltas == ["a ", "b "]
+    assert "".join(deltas) == "a b "
     assert error.code == "upstream_error"
 
 
@@ -93,7 +103,7 @@ async def test_a_frame_that_is_not_json_is_a_malformed_reply(fake):
 
     deltas, error = await failure()
 
-    assert deltas == ["a ", "b "]
+    assert "".join(deltas) == "a b "
     assert error.code == "upstream_malformed"
 
 
@@ -102,7 +112,7 @@ async def test_a_stream_that_ends_without_done_still_finishes(fake):
 
     deltas, finish = await answer()
 
-    assert deltas == ["a ", "b "]
+    assert "".join(deltas) == "a b "
     assert finish.reason == "stop"
     assert finish.usage is not None
 
@@ -112,7 +122,7 @@ async def test_a_stream_without_a_finish_reason_is_incomplete(fake):
 
     deltas, error = await failure()
 
-    assert deltas == ["a ", "b "]
+    assert "".join(deltas) == "a b "
     assert error.code == "upstream_incomplete"
 
 
@@ -122,7 +132,7 @@ async def test_a_connection_cut_mid_stream_is_unreachable(fake, mid_frame):
 
     deltas, error = await failure()
 
-    assert deltas == ["a ", "b "]
+    assert "".join(deltas) == "a b "
     assert error.code == "upstream_unreachable"
 
 

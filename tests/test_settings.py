@@ -187,8 +187,8 @@ def test_production_turns_on_https_secure_cookies_hsts_whitenoise_and_json_logs(
     assert loaded["SECURE_HSTS_SECONDS"] == 365 * 24 * 3600
     assert loaded["SECURE_HSTS_INCLUDE_SUBDOMAINS"] and loaded["SECURE_HSTS_PRELOAD"]
     assert "SECURE_PROXY_SSL_HEADER" not in loaded
-    security = loaded["MIDDLEWARE"].index("django.middleware.security.SecurityMiddleware")
-    assert loaded["MIDDLEWARE"][security + 1] == "whitenoise.middleware.WhiteNoiseMiddleware"
+    security = loaded["MIDDLEWARE"].index("chat.inline_middleware.SecurityMiddleware")
+    assert loaded["MIDDLEWARE"][security + 1] == "chat.staticfiles.StaticFilesMiddleware"
     assert loaded["STORAGES"]["staticfiles"]["BACKEND"] == (
         "whitenoise.storage.CompressedManifestStaticFilesStorage"
     )
@@ -199,7 +199,7 @@ def test_development_serves_static_as_it_is_over_http_with_text_logs(monkeypatch
 
     assert (loaded["SECURE_SSL_REDIRECT"], loaded["SECURE_HSTS_SECONDS"]) == (False, 0)
     assert loaded["SESSION_COOKIE_SECURE"] is False
-    assert "whitenoise.middleware.WhiteNoiseMiddleware" not in loaded["MIDDLEWARE"]
+    assert "chat.staticfiles.StaticFilesMiddleware" not in loaded["MIDDLEWARE"]
     assert loaded["STORAGES"]["staticfiles"]["BACKEND"] == (
         "django.contrib.staticfiles.storage.StaticFilesStorage"
     )

@@ -45,7 +45,8 @@ def text_of(events) -> str:
 
 
 async def test_it_streams_numbered_deltas_then_done(api, upstream):
-    upstream.reply_to("Hi", Reply(tokens=["Hel", "lo", " world"]))
+    # Paced: tokens read together would be one delta (docs/api.md).
+    upstream.reply_to("Hi", Reply(tokens=["Hel", "lo", " world"], token_delay=0.02))
     posted = await ask(api, "Hi")
 
     events = await read_events(await stream(api, posted))
@@ -259,7 +260,7 @@ async def test_a_cancel_while_a_part_is_being_appended_keeps_stream_and_store_eq
     for _ in range(5):
         posted = await ask(api, "Fast")
         reader = await stream(api, posted)
-        _, raw = await read_until(reader, 50)
+        _, raw = await read_until(reader, 5)
         await api.post(posted["generation"]["cancel_url"])
         async for chunk in reader.chunks():
             raw += chunk

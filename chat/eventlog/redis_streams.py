@@ -154,17 +154,18 @@ class RedisEventLog:
         if not await self._redis.exists(keys["meta"]):
             raise UnknownGeneration(generation_id)
         # Blocks no longer than a liveness interval: then the producer's mark is checked.
-        block = min(idle, settings.CHAT_LIVENESS_INTERVAL)
         position = after
-        quiet_since = time.monotonic()
+        heartbeat_due = time.monotonic() + idle
         while True:
+            wait = min(heartbeat_due - time.monotonic(), settings.CHAT_LIVENESS_INTERVAL)
             found = await self._redis.xread(
-                {keys["log"]: f"0-{position}"}, count=BATCH, block=max(1, int(block * 1000))
+                {keys["log"]: f"0-{position}"}, count=BATCH, block=max(1, int(wait * 1000))
             )
             if not found:
                 await self._check_producer(generation_id)
-                if time.monotonic() - quiet_since >= idle:
-                    quiet_since = time.monotonic()
+                # Redis may end a block a moment early: a heartbeat due within 10 ms is due.
+                if time.monotonic() >= heartbeat_due - 0.01:
+                    heartbeat_due = time.monotonic() + idle
                     yield []
                 continue
             batch = _events(_entries(found))
@@ -173,7 +174,7 @@ class RedisEventLog:
             end = next((i + 1 for i, event in enumerate(batch) if event.is_terminal), len(batch))
             batch = batch[:end]
             position = batch[-1].id or position
-            quiet_since = time.monotonic()
+            heartbeat_due = time.monotonic() + idle
             yield batch
             if batch[-1].is_terminal:
                 return

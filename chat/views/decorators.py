@@ -11,8 +11,6 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate
 
-from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponseBase
@@ -39,8 +37,7 @@ class NotLoggedIn(Exception):
 
 
 async def _logged_in(request: HttpRequest) -> AuthenticatedRequest | None:
-    # The session and the user in one trip to the request's thread (auser takes two).
-    user = await sync_to_async(get_user)(request)
+    user = await request.auser()
     if not user.is_authenticated:
         return None
     request.user = user
