@@ -31,13 +31,29 @@ from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, connection, connections
+from django.db import (
+    DatabaseError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+)
+from psycopg_pool import PoolTimeout
 
 _writer = threading.Lock()  # SQLite's one writer, in this process
 
 
 class WritesBusy(OperationalError):
     """A request waited CHAT_DB_WRITE_WAIT seconds for its turn to write (SQLite)."""
+
+
+def overloaded(error: DatabaseError) -> bool:
+    """Tell whether the database is too busy for the request now, rather than failing.
+
+    SQLite: its write queue was too long (WritesBusy); PostgreSQL: no pooled connection
+    came free within CHAT_DB_POOL_TIMEOUT.
+    """
+    return isinstance(error, WritesBusy) or isinstance(error.__cause__, PoolTimeout)
 
 
 async def run[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

@@ -33,7 +33,7 @@ def event_log_unavailable() -> Refused:
     return Refused(503, failure.code, failure.message, retry_after=2)
 
 
-def writes_busy() -> Refused:
+def overloaded() -> Refused:
     return Refused(503, "busy_server", "The server is busy right now; retry in a moment.", 2)
 
 

@@ -104,7 +104,7 @@ async def _write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwarg
     try:
         return await db.write(fn, *args, **kwargs)
     except db.WritesBusy:
-        raise refusals.writes_busy() from None
+        raise refusals.overloaded() from None
 
 
 def _message_post(conversation_id: Any, content: str, request_id: str) -> Posted:

@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
+import psycopg
 import pytest
 import redis
 from asgiref.sync import sync_to_async
@@ -20,6 +21,7 @@ from tests.asgi_client import CSRF_TOKEN, parse_events
 from tests.conftest import redis_url, session_cookie
 from tests.fakeopenai import Reply
 from tests.servers import daphne, database_url, free_port, serve
+from tests.waiting import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 
@@ -401,3 +403,43 @@ async def test_more_requests_at_once_than_the_pool_has_connections_all_answer(fa
         )
 
     assert [response.status_code for response in posted] == [202] * 8
+
+
+async def test_a_request_that_gets_no_pooled_connection_in_time_is_refused_with_503(
+    fake_openai, browser
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection pool is PostgreSQL's (DATABASE_URL=postgres://...)")
+    env = {
+        **server_env(fake_openai),
+        "CHAT_DB_POOL_MIN": "1",
+        "CHAT_DB_POOL_MAX": "1",
+        "CHAT_DB_POOL_TIMEOUT": "0.5",
+        "CHAT_MAX_CONCURRENT": "100",
+    }
+    port = free_port()
+    await sync_to_async(connections.close_all)()  # the test database is dropped after
+    with serve(port, env), psycopg.connect(database_url()) as locker:
+        server = f"http://127.0.0.1:{port}"
+        held, other = await browser.conversation(server), await browser.conversation(server)
+        # The first post waits for this row inside its transaction, holding the pool's
+        # one connection meanwhile.
+        locker.execute("SELECT 1 FROM chat_conversation WHERE id = %s FOR UPDATE", [held])
+        first = asyncio.create_task(browser.post(server, held, "Hi"))
+        await until(lambda: asyncio.to_thread(waiting_on_a_lock, locker))
+
+        refused = await browser.post(server, other, "Hello")
+        locker.commit()
+        admitted = await first
+
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, "2")
+    assert refused.json()["error"]["code"] == "busy_server"
+    assert admitted.status_code == 202
+
+
+def waiting_on_a_lock(watcher: psycopg.Connection) -> bool:
+    found = watcher.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s",
+        [watcher.info.backend_pid],
+    ).fetchone()
+    return bool(found and found[0])

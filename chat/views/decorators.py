@@ -13,10 +13,11 @@ from typing import Any, Concatenate
 
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.db import DatabaseError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.http import require_http_methods
 
-from chat import db
+from chat import db, refusals
 from chat.refusals import Refused
 from chat.views.responses import BadRequest, json_error, refusal
 
@@ -73,6 +74,10 @@ def _json_errors[R: HttpRequest, **P](
             return refusal(exc)
         except Http404 as exc:
             return json_error(404, "not_found", str(exc) or "Nothing is here.")
+        except DatabaseError as exc:
+            if not db.overloaded(exc):
+                raise
+            return refusal(refusals.overloaded())
 
     return wrapper
 
@@ -123,12 +128,23 @@ def page_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
         async def wrapper(
             request: HttpRequest, *args: P.args, **kwargs: P.kwargs
         ) -> HttpResponseBase:
-            authenticated = await _logged_in(request)
-            if authenticated is None:
-                return redirect_to_login(request.get_full_path())
-            response: HttpResponseBase = await allowed(authenticated, *args, **kwargs)
+            try:
+                authenticated = await _logged_in(request)
+                if authenticated is None:
+                    return redirect_to_login(request.get_full_path())
+                response: HttpResponseBase = await allowed(authenticated, *args, **kwargs)
+            except DatabaseError as exc:
+                if not db.overloaded(exc):
+                    raise
+                return _busy_page(refusals.overloaded())
             return response
 
         return wrapper  # type: ignore[return-value]  # wraps() keeps the view's own request type
 
     return decorator
+
+
+def _busy_page(refused: Refused) -> HttpResponse:
+    response = HttpResponse(refused.message, status=refused.status, content_type="text/plain")
+    response["Retry-After"] = str(refused.retry_after)
+    return response
