@@ -380,23 +380,28 @@ def test_messages_are_counted_atomically_when_many_clients_ask_at_once(settings,
     assert admit_at_once(alice, 10) == ["admitted"] * 2 + ["rate_limited"] * 8
 
 
-async def test_more_requests_at_once_than_the_pool_has_connections_all_answer(fake_openai, browser):
+@contextlib.asynccontextmanager
+async def pooled_server(fake_openai, size: int, wait: float):
+    """One worker whose PostgreSQL pool holds `size` connections, each waited for `wait` s."""
     if connection.vendor != "postgresql":
         pytest.skip("the connection pool is PostgreSQL's (DATABASE_URL=postgres://...)")
-    # A request whose database work waited for a second connection while it held one
-    # would wait forever once every pooled connection was held so (here: 2 of them).
     env = {
         **server_env(fake_openai),
         "CHAT_DB_POOL_MIN": "1",
-        "CHAT_DB_POOL_MAX": "2",
-        "CHAT_DB_POOL_TIMEOUT": "5",
+        "CHAT_DB_POOL_MAX": str(size),
+        "CHAT_DB_POOL_TIMEOUT": str(wait),
         "CHAT_MAX_CONCURRENT": "100",
-        "CHAT_RATE_LIMITS": "1000/minute",
     }
     port = free_port()
     await sync_to_async(connections.close_all)()  # the test database is dropped after
     with serve(port, env):
-        server = f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
+
+
+async def test_more_requests_at_once_than_the_pool_has_connections_all_answer(fake_openai, browser):
+    # A request whose database work waited for a second connection while it held one
+    # would wait forever once every pooled connection was held so (here: 2 of them).
+    async with pooled_server(fake_openai, size=2, wait=5) as server:
         conversations = [await browser.conversation(server) for _ in range(8)]
         posted = await asyncio.gather(
             *(browser.post(server, conversation, "Hi") for conversation in conversations)
@@ -408,19 +413,8 @@ async def test_more_requests_at_once_than_the_pool_has_connections_all_answer(fa
 async def test_a_request_that_gets_no_pooled_connection_in_time_is_refused_with_503(
     fake_openai, browser
 ):
-    if connection.vendor != "postgresql":
-        pytest.skip("the connection pool is PostgreSQL's (DATABASE_URL=postgres://...)")
-    env = {
-        **server_env(fake_openai),
-        "CHAT_DB_POOL_MIN": "1",
-        "CHAT_DB_POOL_MAX": "1",
-        "CHAT_DB_POOL_TIMEOUT": "0.5",
-        "CHAT_MAX_CONCURRENT": "100",
-    }
-    port = free_port()
-    await sync_to_async(connections.close_all)()  # the test database is dropped after
-    with serve(port, env), psycopg.connect(database_url()) as locker:
-        server = f"http://127.0.0.1:{port}"
+    async with pooled_server(fake_openai, size=1, wait=0.5) as server:
+        locker = psycopg.connect(database_url())
         held, other = await browser.conversation(server), await browser.conversation(server)
         # The first post waits for this row inside its transaction, holding the pool's
         # one connection meanwhile.
@@ -429,7 +423,7 @@ async def test_a_request_that_gets_no_pooled_connection_in_time_is_refused_with_
         await until(lambda: asyncio.to_thread(waiting_on_a_lock, locker))
 
         refused = await browser.post(server, other, "Hello")
-        locker.commit()
+        locker.close()  # ends its transaction: the row is free
         admitted = await first
 
     assert (refused.status_code, refused.headers["retry-after"]) == (503, "2")
