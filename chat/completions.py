@@ -84,20 +84,19 @@ async def _settle(slot: limits.Slot, prepared: Prepared, answer: Answer) -> None
     )
     try:
         await db.write(_record, slot.user_id, prepared.request, answer)
+    except DatabaseError:
+        # The client has its answer; losing its usage row must not break the stream.
+        logger.exception("usage of a stateless completion not recorded")
     finally:
         await db.run(slot.release)
     await answering.remember(prepared, answer)
 
 
 def _record(user_id: Any, request: dict[str, Any], answer: Answer) -> None:
-    try:
-        usage.record(
-            user_id=user_id,
-            request=request,
-            text=answer.text,
-            usage=answer.usage,
-            cached=answer.cached,
-        )
-    except DatabaseError:
-        # The client has its answer; losing its usage row must not break the stream.
-        logger.exception("usage of a stateless completion not recorded")
+    usage.record(
+        user_id=user_id,
+        request=request,
+        text=answer.text,
+        usage=answer.usage,
+        cached=answer.cached,
+    )

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-from chat import answer_cache, answering, db, ending, failures, logs, titles
+from chat import answering, db, ending, failures, logs, titles
 from chat.answering import Answer, Prepared
 from chat.ending import LOG_FAILURES
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
@@ -97,10 +97,8 @@ async def run(generation_id: Any) -> None:
     """Produce one answer from start to end, whatever happens upstream."""
     generation = await db.run(_load, generation_id)
     logs.request_id.set(generation.request_id or "-")
-    prepared = Prepared(
-        generation.request,
-        None if generation.regenerated else answer_cache.key_for(generation.request),
-    )
+    # Regenerate always asks the model.
+    prepared = Prepared.of(generation.request, use_cache=not generation.regenerated)
     answer = Answer()
     try:
         await _produce(generation, prepared, answer)

@@ -6,6 +6,7 @@ processes); the monthly budget is summed from the Usage table. The fixed-window 
 """
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -13,13 +14,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from chat import usage
+from chat import refusals, usage
 from chat.models import Usage
 from chat.refusals import Refused
+
+logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -86,12 +90,16 @@ def admit(user: Any) -> None:
     if settings.CHAT_STAFF_EXEMPT and user.is_staff:
         return
     _check_budget(user)
-    _take_slot(user.pk)
     try:
-        _count_message(user.pk)
-    except LimitExceeded:
-        release(user.pk)
-        raise
+        _take_slot(user.pk)
+        try:
+            _count_message(user.pk)
+        except LimitExceeded:
+            release(user.pk)
+            raise
+    except redis.RedisError:
+        # The counters' store (Redis) is down: no answer can stream without it anyway.
+        raise refusals.event_log_unavailable() from None
 
 
 class Slot:
@@ -116,6 +124,9 @@ def release(user_id: Any) -> None:
             cache.set(_slot_key(user_id), 0, _slot_ttl())
     except ValueError:
         pass  # the counter expired, or the user is exempt: nothing is held
+    except redis.RedisError:
+        # The counter's store is down: the slot frees itself when the counter expires.
+        logger.warning("streaming slot of user %s not given back: the cache is down", user_id)
 
 
 def _take_slot(user_id: Any) -> None:

@@ -6,6 +6,7 @@ starts, from the pages and the API alike: the rows are written, then the answer 
 started; whatever stops it first is a `Refused` (chat/refusals.py).
 """
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -81,7 +82,9 @@ async def _started(posted: Posted) -> Posted:
 async def conversation_delete(*, conversation: Conversation) -> None:
     """Stop the conversation's running answers (closing their upstream requests), then delete it."""
     async for running in Generation.objects.running().filter(conversation=conversation):
-        await generations.cancel(running)
+        # The event log down: the answer finds its rows gone when it next writes.
+        with contextlib.suppress(EventLogUnavailable):
+            await generations.cancel(running)
     await _write(_delete, conversation)
 
 
@@ -89,8 +92,13 @@ def _delete(conversation: Conversation) -> None:
     with transaction.atomic():
         # Lock the answers first: one that is ending now commits its usage row before the
         # delete looks for rows to unlink, or finds its generation gone and writes none.
-        list(Generation.objects.select_for_update().filter(conversation=conversation).values("pk"))
+        answers = Generation.objects.select_for_update().filter(conversation=conversation)
+        running = sum(1 for ended in answers.values_list("last_event_id", flat=True) if not ended)
         conversation.delete()
+    # An answer still running can no longer claim its end (its rows are gone), so its
+    # streaming slot is given back here, once.
+    for _ in range(running):
+        limits.release(conversation.owner_id)
 
 
 async def conversation_rename(*, conversation: Conversation, title: str) -> None:

@@ -342,7 +342,10 @@ async def test_random_disconnects_and_reconnects_lose_and_repeat_nothing(api, up
     assert text_of(received) == "".join(tokens) == (await stored_answer(posted)).content
 
 
-async def test_deleting_a_conversation_ends_its_open_streams(api, upstream):
+async def test_deleting_a_conversation_ends_its_open_streams_and_frees_its_slot(
+    api, upstream, settings
+):
+    settings.CHAT_MAX_CONCURRENT = 1
     upstream.reply_to("Hi", Reply(tokens=["a "] * 200, token_delay=0.02))
     posted = await ask(api, "Hi")
     reader = await stream(api, posted)
@@ -359,6 +362,10 @@ async def test_deleting_a_conversation_ends_its_open_streams(api, upstream):
         ("done", "cancelled"),
         ("error", "not_found"),
     )
+    # Its one streaming slot came back, whichever way it ended: the next answer starts.
+    await until(lambda: not generation._running)
+    again = await ask(api, "Hi")
+    await api.post(again["generation"]["cancel_url"])
 
 
 async def test_a_finished_answer_replays_while_the_event_store_is_down(api, upstream, settings):
@@ -396,3 +403,28 @@ def test_the_sweep_command_refuses_to_guess_with_the_memory_log(settings):
 
     with pytest.raises(CommandError, match="only the server"):
         call_command("sweep_generations")
+
+
+async def test_with_the_event_store_down_a_cancel_is_refused_and_a_delete_still_deletes(
+    api, upstream, settings, redis_server
+):
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{redis_server}/0"
+    # Slow: the answer is waiting for its next token, not ending, when the store goes.
+    upstream.reply_to("Hi", Reply(tokens=["a "] * 10, token_delay=2))
+
+    with private_redis(redis_server) as server:
+        posted = await ask(api, "Hi")
+        await read_until(await stream(api, posted), 1)
+        server.terminate()
+        server.wait(5)
+        conversation = (await stored_answer(posted)).conversation_id
+        cancelled = await api.post(posted["generation"]["cancel_url"])
+        deleted = await api.request("DELETE", f"/api/conversations/{conversation}/")
+
+    assert (cancelled.status, (await cancelled.json())["error"]["code"]) == (
+        503,
+        "event_log_unavailable",
+    )
+    assert deleted.status == 204
+    assert not await Conversation.objects.filter(pk=conversation).aexists()

@@ -824,6 +824,15 @@ def event_log_down(settings) -> None:
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 
 
+@pytest.fixture
+def redis_down(settings, event_log_down) -> None:
+    """Redis as production uses it, for the event log and the cache, with no Redis there."""
+    location = settings.REDIS_URL
+    settings.CACHES = {
+        "default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": location}
+    }
+
+
 @pytest.mark.anyio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("htmx", [True, False])
@@ -853,6 +862,22 @@ async def test_a_new_conversation_while_the_event_log_is_down_leaves_nothing_beh
     assert response.status_code == 503
     assert "Answers cannot stream right now; retry." in response.content.decode()
     assert await Conversation.objects.acount() == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("htmx", [True, False])
+async def test_a_post_while_redis_is_down_says_so_in_the_composer_and_saves_nothing(
+    async_ann, ann, redis_down, htmx
+):
+    conversation = await sync_to_async(make_conversation)(ann)
+    url = reverse("chat:message-create", args=[conversation.pk])
+
+    response = await async_ann.post(url, {"content": "more"}, headers=HTMX if htmx else {})
+
+    assert (response.status_code, response["Retry-After"]) == (503, "2")
+    assert "Answers cannot stream right now; retry." in response.content.decode()
+    assert not await conversation.messages.filter(content="more").aexists()
 
 
 def test_it_swaps_a_429_into_the_composer_errors(client_ann, ann):

@@ -4,7 +4,8 @@ from django.conf import settings
 from django.http import HttpResponse, HttpResponseBase, JsonResponse
 
 from chat import generation as generations
-from chat import services
+from chat import refusals, services
+from chat.eventlog import EventLogUnavailable
 from chat.models import Conversation, Generation
 from chat.serialize import conversation_dict, generation_dict, message_dict
 from chat.services import Posted
@@ -96,5 +97,8 @@ async def _answering(request: AuthenticatedRequest, posted: Posted) -> HttpRespo
 @api_view("POST")
 async def generation_cancel(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     found = await owned(Generation.objects.owned_by(request.user), pk, "generation")
-    await generations.cancel(found)
+    try:
+        await generations.cancel(found)
+    except EventLogUnavailable:
+        raise refusals.event_log_unavailable() from None
     return JsonResponse({"id": str(found.pk), "finished": found.is_finished}, status=202)
