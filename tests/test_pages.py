@@ -833,20 +833,26 @@ def redis_down(settings, event_log_down) -> None:
     }
 
 
+async def refused_post(async_ann, ann, htmx: bool) -> Conversation:
+    """Post "more" to a new conversation; assert the composer says the stream is down."""
+    conversation = await sync_to_async(make_conversation)(ann)
+    url = reverse("chat:message-create", args=[conversation.pk])
+
+    response = await async_ann.post(url, {"content": "more"}, headers=HTMX if htmx else {})
+
+    assert (response.status_code, response["Retry-After"]) == (503, "2")
+    assert "Answers cannot stream right now; retry." in response.content.decode()
+    return conversation
+
+
 @pytest.mark.anyio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("htmx", [True, False])
 async def test_a_post_while_the_event_log_is_down_says_so_in_the_composer(
     async_ann, ann, event_log_down, htmx
 ):
-    conversation = await sync_to_async(make_conversation)(ann)
-    url = reverse("chat:message-create", args=[conversation.pk])
+    conversation = await refused_post(async_ann, ann, htmx)
 
-    response = await async_ann.post(url, {"content": "more"}, headers=HTMX if htmx else {})
-
-    assert response.status_code == 503
-    assert response["Retry-After"] == "2"
-    assert "Answers cannot stream right now; retry." in response.content.decode()
     failed = await conversation.messages.filter(role="assistant").aget()
     assert (failed.status, failed.error_code) == ("error", "event_log_unavailable")
     assert not await Generation.objects.running().aexists()
@@ -870,13 +876,8 @@ async def test_a_new_conversation_while_the_event_log_is_down_leaves_nothing_beh
 async def test_a_post_while_redis_is_down_says_so_in_the_composer_and_saves_nothing(
     async_ann, ann, redis_down, htmx
 ):
-    conversation = await sync_to_async(make_conversation)(ann)
-    url = reverse("chat:message-create", args=[conversation.pk])
+    conversation = await refused_post(async_ann, ann, htmx)
 
-    response = await async_ann.post(url, {"content": "more"}, headers=HTMX if htmx else {})
-
-    assert (response.status_code, response["Retry-After"]) == (503, "2")
-    assert "Answers cannot stream right now; retry." in response.content.decode()
     assert not await conversation.messages.filter(content="more").aexists()
 
 
