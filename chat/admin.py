@@ -1,3 +1,4 @@
+import json
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -19,7 +20,17 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
     extra = 0
     can_delete = False
     show_change_link = False
-    fields = ("role", "status", "content", "finish_reason", "tokens", "error", "created_at")
+    fields = (
+        "role",
+        "status",
+        "reasoning",
+        "content",
+        "tools",
+        "finish_reason",
+        "tokens",
+        "error",
+        "created_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -31,9 +42,24 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
             return "-"
         return f"{message.prompt_tokens} / {message.completion_tokens}"
 
+    @admin.display(description="tool calls")
+    def tools(self, message: Message) -> str:
+        return "\n".join(_tool_call_line(call) for call in message.tool_calls) or "-"
+
     @admin.display(description="error")
     def error(self, message: Message) -> str:
         return f"{message.error_code}: {message.error_message}" if message.error_code else "-"
+
+
+def _tool_call_line(call: dict[str, Any]) -> str:
+    arguments = json.dumps(call.get("arguments"), ensure_ascii=False)
+    if "error" in call:
+        outcome = f"error {call['error'].get('code')}: {call['error'].get('message')}"
+    elif "result" in call:
+        outcome = json.dumps(call["result"], ensure_ascii=False)
+    else:
+        outcome = "stopped"
+    return f"{call.get('name')}({arguments}) → {outcome}"
 
 
 @admin.register(Conversation)
@@ -113,7 +139,7 @@ class GenerationAdmin(admin.ModelAdmin[Generation]):
         "model",
         "status",
         "age",
-        "deltas",
+        "events",
         "process",
         "cached",
         "created_at",
@@ -128,7 +154,7 @@ class GenerationAdmin(admin.ModelAdmin[Generation]):
         "message",
         "model",
         "request",
-        "event_sizes",
+        "event_layout",
         "last_event_id",
         "cached",
         "request_id",
@@ -156,9 +182,9 @@ class GenerationAdmin(admin.ModelAdmin[Generation]):
         end = generation.finished_at or timezone.now()
         return f"{(end - generation.created_at).total_seconds():.0f} s"
 
-    @admin.display(description="deltas (at last checkpoint)")
-    def deltas(self, generation: Generation) -> int:
-        return len(generation.event_sizes)
+    @admin.display(description="events (at last checkpoint)")
+    def events(self, generation: Generation) -> int:
+        return len(generation.event_layout)
 
     @admin.action(description="Stop the selected answers")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:

@@ -1,9 +1,10 @@
 """
 The response cache: an identical request is answered without calling the model again.
 
-The key is a hash of the canonical request (endpoint, model, parameters, every message
-including the system prompt); the value holds the answer's deltas, finish reason and
-usage. Only complete answers are stored. An entry that cannot be read is a miss.
+The key is a hash of the canonical request (endpoint, model, parameters, the tools
+offered, every message including the system prompt); the value holds the answer's
+parts (text and reasoning, in order), finish reason and usage. Only complete answers are
+stored. An entry that cannot be read is a miss.
 """
 
 import hashlib
@@ -15,16 +16,19 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from chat.events import TokenUsage
+from chat.events import DELTA, REASONING, Part, TokenUsage
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class CachedAnswer:
-    parts: list[str]
+    parts: list[list[str]]  # [kind, text]: "delta" or "reasoning"
     finish_reason: str
     usage: TokenUsage | None
+
+    def answer_parts(self) -> list[Part]:
+        return [Part(kind, {"content": text}) for kind, text in self.parts]
 
 
 def key_for(request: dict[str, Any]) -> str | None:
@@ -55,7 +59,7 @@ async def lookup(key: str) -> CachedAnswer | None:
     try:
         answer = CachedAnswer(**raw)
         if not (
-            all(isinstance(part, str) for part in answer.parts)
+            all(_readable_part(part) for part in answer.parts)
             and isinstance(answer.finish_reason, str)
             and (answer.usage is None or all(isinstance(v, int) for v in answer.usage.values()))
         ):
@@ -72,3 +76,12 @@ async def store(key: str, answer: CachedAnswer) -> None:
         await cache.aset(key, asdict(answer), settings.CHAT_CACHE_TTL)
     except Exception:  # a cache that cannot store costs only a future miss
         logger.warning("response cache unreachable; answer not cached", exc_info=True)
+
+
+def _readable_part(part: object) -> bool:
+    return (
+        isinstance(part, list)
+        and len(part) == 2
+        and part[0] in (DELTA, REASONING)
+        and isinstance(part[1], str)
+    )

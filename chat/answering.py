@@ -2,7 +2,9 @@
 The answering pipeline: from a prepared request to a stream of answer parts.
 
 One pipeline for every answer. It looks the request up in the response cache and replays
-a hit, or relays the model's answer through the provider; it bounds the whole answer by
+a hit, or relays the model's answer through the provider; when the model asks for tools,
+it runs them (chat/tools/) and asks the model again with their results, until the model
+answers in text or CHAT_MAX_TOOL_STEPS runs out; it bounds the whole answer by
 CHAT_GENERATION_TIMEOUT; it maps every failure to the one vocabulary of chat/failures.py;
 and it says which answers the cache keeps. Its consumers decide where the parts go: a
 conversation's answer into its event log (chat/generation.py), a stateless answer
@@ -15,32 +17,47 @@ once delivered, so the answer holds exactly what its readers were sent.
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from chat import answer_cache, failures, provider
+from chat import answer_cache, context, failures, provider, turns
+from chat.answer import Answer, stored_parts
 from chat.answer_cache import CachedAnswer
-from chat.events import DELTA, Ending, Part, TokenUsage
+from chat.deltas import ToolCall
+from chat.events import DELTA, TOOL_END, Part
+from chat.events import usage as token_usage
 from chat.failures import Failure
-from chat.provider import Finish, ProviderError
+from chat.provider import TOOLS_REFUSED, Finish, ProviderError
+from chat.tools import Tool, runner
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A request for the model, and the key its answer is cached under (None: not cached)."""
+    """A request for the model, the key its answer is cached under (None: not cached),
+    and the tools it may call, run as `user`."""
 
     request: dict[str, Any]
     cache_key: str | None
+    tools: tuple[Tool, ...] = ()
+    user: Any = None
 
     @classmethod
-    def of(cls, request: dict[str, Any], *, use_cache: bool) -> "Prepared":
-        return cls(request, answer_cache.key_for(request) if use_cache else None)
+    def of(
+        cls,
+        request: dict[str, Any],
+        *,
+        use_cache: bool,
+        tools: tuple[Tool, ...] = (),
+        user: Any = None,
+    ) -> "Prepared":
+        if tools:
+            request = {**request, "tools": [tool.spec for tool in tools]}
+        return cls(request, answer_cache.key_for(request) if use_cache else None, tools, user)
 
     @property
     def model(self) -> str:
@@ -48,86 +65,54 @@ class Prepared:
 
 
 @dataclass
-class Answer:
-    """An answer as it is produced: its text so far, then how it ended."""
+class _Round:
+    """One request upstream, and what it gave: its text, its end (with any tool calls)."""
 
-    parts: list[str] = field(default_factory=list)
-    finish_reason: str = ""
-    usage: TokenUsage | None = None
-    failure: Failure | None = None
-    cached: bool = False
-    started: float = field(default_factory=time.monotonic)
-    first_token: float | None = None
-
-    def add(self, part: Part) -> None:
-        if self.first_token is None:
-            self.first_token = time.monotonic()
-        if part.kind == DELTA:
-            self.parts.append(part.data["content"])
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    @property
-    def sizes(self) -> list[int]:
-        """The length of each delta: the stored text splits back into the same events."""
-        return [len(part) for part in self.parts]
-
-    @property
-    def complete(self) -> bool:
-        return self.failure is None and self.finish_reason == "stop"
-
-    @property
-    def ending(self) -> Ending:
-        return Ending(self.failure, self.finish_reason, self.usage, self.cached)
-
-    @property
-    def outcome(self) -> str:
-        return self.failure.code if self.failure else self.finish_reason
-
-    def log_fields(self) -> dict[str, Any]:
-        """What a log line of the answer's end carries: never its text."""
-        ttft = None if self.first_token is None else self.first_token - self.started
-        return {
-            "outcome": self.outcome,
-            "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
-            "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
-            "deltas": len(self.parts),
-            "prompt_tokens": self.usage["prompt_tokens"] if self.usage else None,
-            "completion_tokens": self.usage["completion_tokens"] if self.usage else None,
-            "cached": self.cached,
-        }
+    request: dict[str, Any]
+    text: list[str] = field(default_factory=list)
+    finish: Finish | None = None
 
 
 async def answer_parts(prepared: Prepared, answer: Answer) -> AsyncGenerator[Part]:
     """Yield the answer's parts, from the cache or the model; its end lands in `answer`.
 
-    Closing the iterator early (a cancel, a client gone) closes the upstream request.
+    With tools, the model is asked again with their results until it answers in text,
+    at most CHAT_MAX_TOOL_STEPS times. Closing the iterator early (a cancel, a client
+    gone) closes the upstream request, or stops the tool that runs.
     """
     cached = await answer_cache.lookup(prepared.cache_key) if prepared.cache_key else None
     if cached:
         answer.cached = True
         answer.finish_reason = cached.finish_reason
         answer.usage = cached.usage
-        for text in cached.parts:
-            yield Part.text(text)
+        for part in cached.answer_parts():
+            yield part
         return
     deadline = asyncio.get_running_loop().time() + settings.CHAT_GENERATION_TIMEOUT
-    upstream = provider.stream_chat(prepared.request)
+    messages = list(prepared.request["messages"])
+    this_round = None
     try:
-        while True:
-            # The deadline bounds each step, not the generator: its steps may run in
-            # different tasks.
-            async with asyncio.timeout_at(deadline):
-                item = await anext(upstream)
-            if isinstance(item, Finish):
-                answer.finish_reason = item.reason
-                answer.usage = item.usage
-                continue
-            yield Part.text(item)
-    except StopAsyncIteration:
-        pass
+        for step in range(settings.CHAT_MAX_TOOL_STEPS + 1):
+            this_round = _Round({**prepared.request, "messages": messages})
+            async for part in _model_round(this_round, deadline):
+                yield part
+            finished, this_round = this_round, None
+            _count(answer, finished)
+            assert finished.finish is not None
+            calls = finished.finish.tool_calls if prepared.tools else []
+            if not calls:
+                answer.finish_reason = finished.finish.reason
+                return
+            if step == settings.CHAT_MAX_TOOL_STEPS:
+                answer.failure = failures.TOO_MANY_TOOL_STEPS
+                return
+            records = []
+            for call in calls:
+                async for part in _tool_parts(call, prepared, deadline):
+                    yield part
+                    if part.kind == TOOL_END:
+                        records.append({**part.data, "arguments": _arguments_of(call)})
+            messages += turns.round_messages("".join(finished.text), records)
     except ProviderError as exc:
         answer.failure = Failure(exc.code, exc.message)
     except TimeoutError:
@@ -137,12 +122,88 @@ async def answer_parts(prepared: Prepared, answer: Answer) -> AsyncGenerator[Par
         logger.exception("answer failed")
         answer.failure = failures.INTERNAL
     finally:
+        if this_round is not None:  # cut short: what it cost is counted all the same
+            _count(answer, this_round)
+
+
+async def _model_round(this_round: _Round, deadline: float) -> AsyncGenerator[Part]:
+    """Yield one upstream answer's parts; its end lands in `this_round`.
+
+    An upstream that refuses the tools is asked again without them, once.
+    """
+    request = this_round.request
+    upstream = provider.stream_chat(request)
+    try:
+        while True:
+            # The deadline bounds each step, not the generator: its steps may run in
+            # different tasks.
+            async with asyncio.timeout_at(deadline):
+                item = await anext(upstream)
+            if isinstance(item, Finish):
+                this_round.finish = item
+                continue
+            if item.kind == DELTA:
+                this_round.text.append(item.data["content"])
+            yield item
+    except StopAsyncIteration:
+        pass
+    except ProviderError as exc:
+        if exc.code != TOOLS_REFUSED or "tools" not in request:
+            raise
+        logger.warning("model %s refused tools (%s); asking without them", request["model"], exc)
+        this_round.request = {key: value for key, value in request.items() if key != "tools"}
+        async for part in _model_round(this_round, deadline):
+            yield part
+    finally:
         await upstream.aclose()  # closes the upstream request on every path
 
 
+async def _tool_parts(call: ToolCall, prepared: Prepared, deadline: float) -> AsyncGenerator[Part]:
+    calls = runner.run(call, prepared.tools, prepared.user)
+    try:
+        while True:
+            async with asyncio.timeout_at(deadline):
+                part = await anext(calls)
+            yield part
+    except StopAsyncIteration:
+        pass
+    finally:
+        await calls.aclose()  # stops the tool
+
+
+def _arguments_of(call: ToolCall) -> dict[str, Any]:
+    try:
+        return runner.parsed_arguments(call)
+    except runner.ArgumentsRefused:
+        return {}
+
+
+def _count(answer: Answer, this_round: _Round) -> None:
+    """Add what a round cost to the answer's usage: as reported, or else estimated."""
+    used = this_round.finish.usage if this_round.finish else None
+    if used is None:
+        model = this_round.request["model"]
+        prompt, _ = context.message_tokens(this_round.request["messages"], model)
+        completion, _ = context.count_tokens("".join(this_round.text), model)
+        used = token_usage(prompt, completion)
+        answer.usage_estimated = True
+    if answer.usage is not None:
+        used = token_usage(
+            answer.usage["prompt_tokens"] + used["prompt_tokens"],
+            answer.usage["completion_tokens"] + used["completion_tokens"],
+        )
+    answer.usage = used
+
+
 async def remember(prepared: Prepared, answer: Answer) -> None:
-    """Keep a complete answer from the model in the cache, for the same request again."""
-    if prepared.cache_key and answer.complete and not answer.cached:
+    """Keep a complete answer from the model in the cache, for the same request again.
+
+    An answer that called tools is not kept: their results (the time, the user's own
+    messages) do not hold for the next asker.
+    """
+    if prepared.cache_key and answer.complete and not answer.cached and not answer.tool_calls:
+        parts = stored_parts(answer.layout, answer.text, answer.reasoning_text, [])
+        kept = [[part.kind, part.data["content"]] for part in parts]
         await answer_cache.store(
-            prepared.cache_key, CachedAnswer(answer.parts, answer.finish_reason, answer.usage)
+            prepared.cache_key, CachedAnswer(kept, answer.finish_reason, answer.usage)
         )

@@ -18,7 +18,8 @@ from typing import Any
 from django.db import DatabaseError
 
 from chat import answering, db, limits, usage
-from chat.answering import Answer, Prepared
+from chat.answer import Answer
+from chat.answering import Prepared
 from chat.eventlog.memory import Channel
 from chat.events import Event
 
@@ -98,5 +99,6 @@ def _record(user_id: Any, request: dict[str, Any], answer: Answer) -> None:
         request=request,
         text=answer.text,
         usage=answer.usage,
+        estimated=answer.usage_estimated,
         cached=answer.cached,
     )

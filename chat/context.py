@@ -36,7 +36,7 @@ def message_tokens(messages: list[dict[str, Any]], model: str) -> tuple[int, boo
     """Return the tokens a message list costs as a prompt, and whether it is an estimate."""
     total, estimated = 0, False
     for message in messages:
-        count, guess = count_tokens(message["content"], model)
+        count, guess = count_tokens(_text_of(message), model)
         total += count + MESSAGE_OVERHEAD
         estimated |= guess
     return total, estimated
@@ -46,14 +46,29 @@ def fit(messages: list[dict[str, Any]], model: str, budget: int) -> list[dict[st
     """Drop the oldest messages until the rest fit the budget.
 
     The system prompt and the newest message always stay, even if they alone are over.
+    A message that called tools goes or stays with the results that follow it: a result
+    without its call is a request the model refuses.
     """
     system = [m for m in messages[:1] if m["role"] == "system"]
     room = budget - message_tokens(system, model)[0]
-    kept: list[dict[str, Any]] = []
-    for message in reversed(messages[len(system) :]):
-        cost = message_tokens([message], model)[0]
+    units: list[list[dict[str, Any]]] = []
+    for message in messages[len(system) :]:
+        if message["role"] == "tool" and units:
+            units[-1].append(message)
+        else:
+            units.append([message])
+    kept: list[list[dict[str, Any]]] = []
+    for unit in reversed(units):
+        cost = message_tokens(unit, model)[0]
         if kept and cost > room:
             break
-        kept.append(message)
+        kept.append(unit)
         room -= cost
-    return system + kept[::-1]
+    return system + [message for unit in reversed(kept) for message in unit]
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    """Return what of a message the model reads: its content and any tool calls."""
+    calls = message.get("tool_calls") or []
+    called = [call["function"]["name"] + call["function"]["arguments"] for call in calls]
+    return "\n".join([message.get("content") or "", *called])

@@ -19,13 +19,14 @@ from django.conf import settings
 
 DEMO_MODEL = "demo"
 TOKEN = re.compile(r"\s*\S+|\s+")
+# Arithmetic in a question: digits joined by operators, as people write them.
+ARITHMETIC = re.compile(r"[-(]*\d[\d.,\s]*(?:[-+*/\u00d7\u00f7^%][\s(]*\d[\d.,\s)]*)+")
+TIME_ZONE = re.compile(r"\b[A-Z][a-z]+/[A-Z][A-Za-z_]+\b")
 
 
 def demo_answer(messages: list[dict[str, Any]]) -> str:
     """Return the demo model's deterministic answer to a conversation."""
-    question = next(
-        (m["content"] for m in reversed(messages) if m.get("role") == "user"), ""
-    ).strip()
+    question = _question(messages)
     quoted = "\n".join(f"> {line}" for line in question.splitlines()) or "> (nothing)"
     turns = sum(1 for m in messages if m.get("role") == "user")
     return (
@@ -39,6 +40,80 @@ def demo_answer(messages: list[dict[str, Any]]) -> str:
     )
 
 
+def demo_deltas(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """Return the deltas of the demo model's answer to a request, and its finish reason.
+
+    It thinks aloud when the question says "think", calls a tool it is offered when
+    asked the time or a sum, and answers from a tool's result when it has one.
+    """
+    messages = body.get("messages", [])
+    offered = {tool["function"]["name"] for tool in body.get("tools") or []}
+    if messages and messages[-1].get("role") == "tool":
+        return _tokens("content", _from_tool_results(messages)), "stop"
+    question = _question(messages)
+    call = _tool_call(question, offered)
+    if call:
+        return _call_deltas(*call), "tool_calls"
+    thinking = []
+    if "think" in question.lower():
+        thinking = _tokens("reasoning", _thoughts(question))
+    return thinking + _tokens("content", demo_answer(messages)), "stop"
+
+
+def _question(messages: list[dict[str, Any]]) -> str:
+    users = [m for m in messages if m.get("role") == "user"]
+    return str(users[-1].get("content") or "").strip() if users else ""
+
+
+def _tokens(field: str, text: str) -> list[dict[str, Any]]:
+    return [{field: token} for token in split_tokens(text)]
+
+
+def _thoughts(question: str) -> str:
+    return (
+        f"The user asks me to think about: {question[:200]}. I am the offline demo model, "
+        "so my thinking is a demonstration too: a reasoning model streams its thoughts "
+        "like these before its answer, and the page shows them apart from it."
+    )
+
+
+def _tool_call(question: str, offered: set[str]) -> tuple[str, dict[str, Any]] | None:
+    lowered = question.lower()
+    if "current_time" in offered and ("what time" in lowered or "the time" in lowered):
+        zone = TIME_ZONE.search(question)
+        return "current_time", {"timezone": zone.group() if zone else "UTC"}
+    expression = ARITHMETIC.search(question)
+    if "calculator" in offered and expression:
+        return "calculator", {"expression": expression.group().strip().replace(",", "")}
+    return None
+
+
+def _call_deltas(name: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """A tool call as a model streams one: its id and name, then its arguments in pieces."""
+    text = json.dumps(arguments)
+    call_id = f"call_demo_{uuid.uuid4().hex[:8]}"
+    head = {"index": 0, "id": call_id, "type": "function"}
+    first = {**head, "function": {"name": name, "arguments": ""}}
+    pieces = [text[i : i + 8] for i in range(0, len(text), 8)]
+    return [{"tool_calls": [first]}] + [
+        {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in pieces
+    ]
+
+
+def _from_tool_results(messages: list[dict[str, Any]]) -> str:
+    results = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        results.append(str(message.get("content")))
+    said = "\n".join(f"- `{result}`" for result in reversed(results))
+    return (
+        "I asked my tools, and they answered:\n\n"
+        f"{said}\n\n"
+        "(The offline demo model only reads the result back; a real model would use it.)"
+    )
+
+
 def split_tokens(text: str) -> list[str]:
     """Split text into word-sized pieces, the way a tokenizer's output arrives."""
     return TOKEN.findall(text)
@@ -47,24 +122,34 @@ def split_tokens(text: str) -> list[str]:
 class DemoTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = json.loads(await request.aread())
-        answer = demo_answer(body.get("messages", []))
         model = body.get("model", "demo")
         if not body.get("stream"):
-            return httpx2.Response(200, json=_completion(model, answer, body))
+            return httpx2.Response(
+                200, json=_completion(model, demo_answer(body["messages"]), body)
+            )
+        deltas, finish_reason = demo_deltas(body)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return httpx2.Response(
             200,
             headers={"content-type": "text/event-stream"},
-            stream=_ChunkStream(model, split_tokens(answer), _usage(body, answer), include_usage),
+            stream=_ChunkStream(
+                model, deltas, finish_reason, _usage(body, len(deltas)), include_usage
+            ),
         )
 
 
 class _ChunkStream(httpx2.AsyncByteStream):
     def __init__(
-        self, model: str, tokens: list[str], usage: dict[str, int], include_usage: bool
+        self,
+        model: str,
+        deltas: list[dict[str, Any]],
+        finish_reason: str,
+        usage: dict[str, int],
+        include_usage: bool,
     ) -> None:
         self.model = model
-        self.tokens = tokens
+        self.deltas = deltas
+        self.finish_reason = finish_reason
         self.usage = usage
         self.include_usage = include_usage
         self.id = f"chatcmpl-demo-{uuid.uuid4().hex[:12]}"
@@ -72,10 +157,10 @@ class _ChunkStream(httpx2.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         delay = settings.CHAT_DEMO_TOKEN_DELAY
         yield self._frame([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
-        for token in self.tokens:
+        for delta in self.deltas:
             await asyncio.sleep(delay)
-            yield self._frame([{"index": 0, "delta": {"content": token}, "finish_reason": None}])
-        yield self._frame([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            yield self._frame([{"index": 0, "delta": delta, "finish_reason": None}])
+        yield self._frame([{"index": 0, "delta": {}, "finish_reason": self.finish_reason}])
         if self.include_usage:
             yield self._frame([], usage=self.usage)
         yield b"data: [DONE]\n\n"
@@ -92,9 +177,8 @@ class _ChunkStream(httpx2.AsyncByteStream):
         return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
 
 
-def _usage(body: dict[str, Any], answer: str) -> dict[str, int]:
-    prompt = sum(len(split_tokens(str(m.get("content", "")))) for m in body.get("messages", []))
-    completion = len(split_tokens(answer))
+def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
+    prompt = sum(len(split_tokens(str(m.get("content") or ""))) for m in body.get("messages", []))
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -115,5 +199,5 @@ def _completion(model: str, answer: str, body: dict[str, Any]) -> dict[str, Any]
                 "finish_reason": "stop",
             }
         ],
-        "usage": _usage(body, answer),
+        "usage": _usage(body, len(split_tokens(answer))),
     }

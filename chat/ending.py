@@ -20,9 +20,9 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from chat import db, failures, limits, usage
-from chat.answering import Answer
+from chat.answer import Answer, stored_parts
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
-from chat.events import DELTA, Ending, Event
+from chat.events import Ending, Event, Part
 from chat.events import usage as token_usage
 from chat.failures import Failure
 from chat.models import Conversation, Generation, Message
@@ -60,7 +60,7 @@ async def end(generation: Generation, answer: Answer) -> bool:
         "generation %s ended: %s after %d events",
         generation.pk,
         answer.outcome,
-        len(answer.parts) + 1,
+        answer.events + 1,
         extra={
             "generation": key,
             "user": generation.conversation.owner_id,
@@ -75,8 +75,8 @@ async def settle(generation_id: Any) -> Generation | None:
     """End as interrupted an answer whose producer is gone; return it as it ended.
 
     What the producer had already sent to the event log is kept: the log is sealed
-    first, so a producer that was only slow appends nothing more, and the text is
-    rebuilt from the log's deltas when it holds more than the last checkpoint. None: the
+    first, so a producer that was only slow appends nothing more, and the answer is
+    rebuilt from the log's events when it holds more than the last checkpoint. None: the
     generation was deleted, with its conversation.
     """
     try:
@@ -97,15 +97,14 @@ async def fail(generation: Generation, failure: Failure) -> None:
 
 
 def salvaged(generation: Generation, logged: list[Event], failure: Failure) -> Answer:
-    """Return what survives of an answer: the log's deltas, or else its last checkpoint."""
-    deltas = [event.data["content"] for event in logged if event.kind == DELTA]
-    if len(deltas) <= len(generation.event_sizes):
-        text = generation.message.content
-        deltas, offset = [], 0
-        for size in generation.event_sizes:
-            deltas.append(text[offset : offset + size])
-            offset += size
-    return Answer(parts=deltas, failure=failure)
+    """Return what survives of an answer: the log's events, or else its last checkpoint."""
+    parts = [Part(event.kind, event.data) for event in logged if not event.is_terminal]
+    if len(parts) <= len(generation.event_layout):
+        message = generation.message
+        parts = stored_parts(
+            generation.event_layout, message.content, message.reasoning, message.tool_calls
+        )
+    return Answer.of(parts, failure)
 
 
 def stored_ending(generation: Generation) -> Ending:
@@ -132,8 +131,8 @@ def _store(generation: Generation, answer: Answer) -> bool:
             Generation.objects.running()
             .filter(pk=generation.pk)
             .update(
-                event_sizes=answer.sizes,
-                last_event_id=len(answer.parts) + 1,
+                event_layout=answer.layout,
+                last_event_id=answer.events + 1,
                 finished_at=now,
                 cached=answer.cached,
             )
@@ -146,12 +145,13 @@ def _store(generation: Generation, answer: Answer) -> bool:
             request=generation.request,
             text=answer.text,
             usage=answer.usage,
+            estimated=answer.usage_estimated,
             cached=answer.cached,
             generation=generation,
         )
         Conversation.objects.filter(pk=generation.conversation_id).update(updated_at=now)
-    generation.event_sizes = answer.sizes
-    generation.last_event_id = len(answer.parts) + 1
+    generation.event_layout = answer.layout
+    generation.last_event_id = answer.events + 1
     generation.finished_at = now
     generation.cached = answer.cached
     return True
@@ -159,6 +159,8 @@ def _store(generation: Generation, answer: Answer) -> bool:
 
 def _write_message(message: Message, answer: Answer) -> None:
     message.content = answer.text
+    message.reasoning = answer.reasoning_text
+    message.tool_calls = answer.tool_calls
     if answer.failure:
         message.status = Message.Status.ERROR
         message.error_code = answer.failure.code

@@ -5,6 +5,10 @@ encodes (chat/sse.py for our own streams).
 An answer is a sequence of parts, each of a kind with its JSON data; numbered 1, 2, 3 ...
 in the order they were produced, they are its events. The kinds:
 - `delta`: `{"content": str}`, text appended to the answer;
+- `reasoning`: `{"content": str}`, the model's thinking, appended to its reasoning;
+- `tool_start`: `{"id", "name", "arguments"}`, a tool call about to run;
+- `progress`: `{"id", "message", "fraction"}`, how far a running tool has got;
+- `tool_end`: `{"id", "name", "result"}` or `{"id", "name", "error": {"code", "message"}}`;
 - `done`: `{"finish_reason", "message", "usage", "cached"}`, the end of a finished answer;
 - `error`: `{"code", "message"}`, the end of a failed one (its text so far is kept).
 A wire format that meets a kind it has no use for skips it, and says so in docs/api.md.
@@ -16,6 +20,10 @@ from typing import Any, TypedDict
 from chat.failures import Failure
 
 DELTA = "delta"
+REASONING = "reasoning"
+TOOL_START = "tool_start"
+PROGRESS = "progress"
+TOOL_END = "tool_end"
 DONE = "done"
 ERROR = "error"
 TERMINAL = frozenset({DONE, ERROR})
@@ -37,6 +45,10 @@ class Part:
     @classmethod
     def text(cls, content: str) -> "Part":
         return cls(DELTA, {"content": content})
+
+    @classmethod
+    def reasoning(cls, content: str) -> "Part":
+        return cls(REASONING, {"content": content})
 
     @property
     def is_terminal(self) -> bool:

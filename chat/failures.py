@@ -22,3 +22,6 @@ EVENT_LOG = Failure("event_log", "The live stream broke off; the answer so far w
 EVENT_LOG_UNAVAILABLE = Failure("event_log_unavailable", "Answers cannot stream right now; retry.")
 INTERRUPTED = Failure("interrupted", "The server stopped while writing this answer. Please retry.")
 DELETED = Failure("not_found", "This conversation was deleted.")
+TOO_MANY_TOOL_STEPS = Failure(
+    "too_many_tool_steps", "The model kept asking for tools, so the answer was stopped."
+)

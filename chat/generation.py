@@ -18,8 +18,9 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-from chat import answering, db, ending, failures, logs, titles
-from chat.answering import Answer, Prepared
+from chat import answering, db, ending, failures, logs, titles, tools
+from chat.answer import Answer
+from chat.answering import Prepared
 from chat.ending import LOG_FAILURES
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.models import Generation, Message
@@ -98,7 +99,12 @@ async def run(generation_id: Any) -> None:
     generation = await db.run(_load, generation_id)
     logs.request_id.set(generation.request_id or "-")
     # Regenerate always asks the model.
-    prepared = Prepared.of(generation.request, use_cache=not generation.regenerated)
+    prepared = Prepared.of(
+        generation.request,
+        use_cache=not generation.regenerated,
+        tools=tools.offered_to(generation.model),
+        user=generation.conversation.owner,
+    )
     answer = Answer()
     try:
         await _produce(generation, prepared, answer)
@@ -202,23 +208,27 @@ async def _abandoned(key: str) -> bool:
 
 
 def _load(generation_id: Any) -> Generation:
-    return Generation.objects.select_related("message", "conversation").get(pk=generation_id)
+    related = Generation.objects.select_related("message", "conversation__owner")
+    return related.get(pk=generation_id)
 
 
 async def _checkpoint(generation: Generation, answer: Answer) -> None:
     try:
-        await db.write(save_checkpoint, generation, answer.text, answer.sizes)
+        await db.write(save_checkpoint, generation, answer.snapshot())
     except DatabaseError:
         # The answer goes on; its end tries again.
         logger.warning("checkpoint of generation %s failed", generation.pk)
 
 
-def save_checkpoint(generation: Generation, text: str, sizes: list[int]) -> None:
-    """Store the text so far, only while the answer runs.
+def save_checkpoint(generation: Generation, answer: Answer) -> None:
+    """Store the answer so far, only while the answer runs.
 
     A reader may have ended it as interrupted (its producer looked dead): its stored
     text must then stay as it ended.
     """
     with transaction.atomic():
-        if Generation.objects.running().filter(pk=generation.pk).update(event_sizes=sizes):
-            Message.objects.filter(pk=generation.message.pk).update(content=text)
+        running = Generation.objects.running().filter(pk=generation.pk)
+        if running.update(event_layout=answer.layout):
+            Message.objects.filter(pk=generation.message.pk).update(
+                content=answer.text, reasoning=answer.reasoning_text, tool_calls=answer.tool_calls
+            )

@@ -61,6 +61,14 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role)
     content = models.TextField(blank=True)
+    reasoning = models.TextField(
+        blank=True, help_text="The model's thinking before its answer; never sent back to it."
+    )
+    tool_calls = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The tools the answer called: id, name, arguments, then result or error.",
+    )
     status = models.CharField(max_length=16, choices=Status, default=Status.COMPLETE)
     finish_reason = models.CharField(max_length=32, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -106,10 +114,10 @@ class Generation(models.Model):
     """
     One answer being produced: the exact request sent upstream and how it ended.
 
-    Its events are numbered 1, 2, 3 ...: one `delta` per entry of `event_sizes` (the
-    length of each delta's text, so that the stored content can be split back into the
-    very same events), then the terminal `done` or `error` event, numbered
-    `last_event_id` once the answer has ended.
+    Its events are numbered 1, 2, 3 ...: one per entry of `event_layout` (each says
+    which part of the message an event held: so many characters of its content or
+    reasoning, the start or the end of a tool call; chat/answer.py), then the terminal
+    `done` or `error` event, numbered `last_event_id` once the answer has ended.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -117,7 +125,7 @@ class Generation(models.Model):
     conversation = models.ForeignKey(Conversation, models.CASCADE, related_name="generations")
     model = models.CharField(max_length=100)
     request = models.JSONField(help_text="The body sent to the model: model, messages, options.")
-    event_sizes = models.JSONField(default=list, blank=True)
+    event_layout = models.JSONField(default=list, blank=True)
     last_event_id = models.PositiveIntegerField(null=True, blank=True)
     regenerated = models.BooleanField(
         default=False, help_text="Asked for anew by the user: never answered from the cache."

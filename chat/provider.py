@@ -14,7 +14,7 @@ import logging
 import ssl
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -22,11 +22,14 @@ import httpx2
 import openai
 from django.conf import settings
 
+from chat.deltas import DeltaReader, InlineThinking, Malformed, ToolCall, joined
 from chat.demo import DEMO_MODEL, DemoTransport
-from chat.events import TokenUsage
+from chat.events import DELTA, Part, TokenUsage
 
 logger = logging.getLogger(__name__)
 
+# The code of an upstream that refuses a request because it offers tools.
+TOOLS_REFUSED = "upstream_tools_unsupported"
 DRAIN_TIMEOUT = 0.1  # seconds to wait for the end of a body after its [DONE]
 # What the SDK turns into APIConnectionError while it reads a stream (openai/_httpx2.py:
 # anyio's EndOfStream stands for TLS failures httpx2 does not map yet).
@@ -37,6 +40,7 @@ TRANSPORT_ERRORS = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
 class Finish:
     reason: str
     usage: TokenUsage | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 class ProviderError(Exception):
@@ -102,15 +106,17 @@ def _upstream_limits() -> httpx2.Limits:
     )
 
 
-async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[str | Finish]:
-    """Yield the answer's text deltas for a Chat Completions request, then a Finish.
+async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[Part | Finish]:
+    """Yield the answer's parts (text, reasoning) for a Chat Completions request, then a
+    Finish with the tool calls the model asked for.
 
-    The deltas that arrive in one read from the network are yielded joined, as one: a
-    model streaming faster than we read costs one event per read, not one per token,
-    and a lone token still goes on at once.
+    The deltas that arrive in one read from the network are yielded joined, a part per
+    run of one kind: a model streaming faster than we read costs one event per read, not
+    one per token, and a lone token still goes on at once.
     """
     reason = ""
     usage = None
+    reader = DeltaReader()
     client = get_client(request["model"])
     try:
         # The SDK sends the request (auth, retries, timeouts, status errors); the body is
@@ -119,29 +125,45 @@ async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[str | Finish]:
             **request, stream=True, stream_options={"include_usage": True}
         ) as response:
             async for chunks in _chunks(response.http_response):
-                text = []
+                parts: list[Part] = []
                 try:
                     for chunk in chunks:
-                        content, finish_reason, chunk_usage = _fields(chunk)
+                        delta, finish_reason, chunk_usage = _fields(chunk)
                         if chunk_usage is not None:
                             usage = chunk_usage
-                        if content:
-                            text.append(content)
+                        if delta:
+                            parts += _read(reader, delta, chunk)
                         if finish_reason:
                             reason = finish_reason
                 except ProviderError:
-                    if text:  # what came before the unreadable chunk is kept
-                        yield clean_text("".join(text))
+                    for part in cleaned(parts):  # what came before the unreadable chunk
+                        yield part
                     raise
-                if text:
-                    yield clean_text("".join(text))
+                for part in cleaned(parts):
+                    yield part
     except openai.APIError as exc:
         raise _provider_error(exc) from exc
     if not reason:
         raise ProviderError(
             "upstream_incomplete", "The model's answer ended before it was finished."
         )
-    yield Finish(reason, usage)
+    for part in cleaned(reader.end()):
+        yield part
+    yield Finish(reason, usage, reader.tool_calls.calls())
+
+
+def _read(reader: DeltaReader, delta: dict[str, Any], chunk: dict[str, Any]) -> list[Part]:
+    try:
+        return reader.parts([delta])
+    except Malformed as exc:
+        raise _malformed(repr(chunk).encode()) from exc
+
+
+def cleaned(parts: list[Part]) -> list[Part]:
+    """Return the parts joined by kind, their text safe to store and show."""
+    return [
+        Part(part.kind, {"content": clean_text(part.data["content"])}) for part in joined(parts)
+    ]
 
 
 async def _chunks(response: httpx2.Response) -> AsyncIterator[list[dict[str, Any]]]:
@@ -198,18 +220,19 @@ def _in_band_error(error: Any, request: httpx2.Request) -> openai.APIError:
     return openai.APIError(message, request, body=error)
 
 
-def _fields(chunk: dict[str, Any]) -> tuple[str | None, str | None, TokenUsage | None]:
-    """Return a chunk's text delta, finish reason and usage, each None when absent."""
+def _fields(
+    chunk: dict[str, Any],
+) -> tuple[dict[str, Any] | None, str | None, TokenUsage | None]:
+    """Return a chunk's delta, finish reason and usage, each None when absent."""
     try:
         usage = chunk.get("usage")
         choices = chunk.get("choices")
         choice = choices[0] if choices else None
         delta = choice.get("delta") if choice else None
-        content = delta.get("content") if delta else None
         finish_reason = choice.get("finish_reason") if choice else None
-        if not isinstance(content, str | None) or not isinstance(finish_reason, str | None):
-            raise TypeError("content and finish_reason must be strings")
-        return content, finish_reason, _usage(usage) if usage else None
+        if not isinstance(delta, dict | None) or not isinstance(finish_reason, str | None):
+            raise TypeError("delta must be an object and finish_reason a string")
+        return delta, finish_reason, _usage(usage) if usage else None
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise _malformed(repr(chunk).encode()) from exc
 
@@ -263,12 +286,17 @@ class SSEDecoder:
 
 
 async def complete(request: dict[str, Any]) -> str:
-    """Return the whole text of a short, non-streamed Chat Completions answer."""
+    """Return the whole text of a short, non-streamed Chat Completions answer, without
+    any inline thinking."""
     try:
         completion = await get_client(request["model"]).chat.completions.create(**request)
     except openai.APIError as exc:
         raise _provider_error(exc) from exc
-    return clean_text(completion.choices[0].message.content or "") if completion.choices else ""
+    if not completion.choices:
+        return ""
+    thinking = InlineThinking()  # a reasoning model's title comes after its thoughts
+    said = thinking.feed(completion.choices[0].message.content or "") + thinking.flush()
+    return clean_text("".join(part.data["content"] for part in said if part.kind == DELTA))
 
 
 def clean_text(text: str) -> str:
@@ -306,6 +334,8 @@ def _provider_error(exc: openai.APIError) -> ProviderError:
         return ProviderError(
             "upstream_unavailable", "The model provider had an internal error. Try again."
         )
+    if isinstance(exc, openai.BadRequestError) and "tool" in str(exc.message).lower():
+        return ProviderError(TOOLS_REFUSED, "The model does not accept tools.")
     if isinstance(exc, openai.APIStatusError):
         return ProviderError("upstream_rejected", "The model provider rejected the request.")
     return ProviderError("upstream_error", "The model reported an error while answering.")

@@ -2,14 +2,16 @@
 A generation's events as a reader gets them: live from the event log while it runs,
 rebuilt from the database once it has ended.
 
-The database row holds the answer's text and the size of each delta, so a finished
-answer replays as exactly the events that were streamed, with the same ids. A reader
+The database rows hold the answer's text, reasoning and tool calls and the layout of its
+events (chat/answer.py), so a finished answer replays as exactly the events that were
+streamed, with the same ids. A reader
 that finds the producer gone settles the answer (chat/ending.py) and replays that.
 """
 
 from collections.abc import AsyncGenerator
 
 from chat import ending, failures
+from chat.answer import stored_parts, text_length
 from chat.eventlog import EventLogUnavailable, UnknownGeneration, get_event_log
 from chat.events import DELTA, Ending, Event
 from chat.models import Generation
@@ -18,13 +20,15 @@ from chat.models import Generation
 def stored_events(generation: Generation, after: int) -> list[Event]:
     """Rebuild a finished generation's events after the given id from the database."""
     assert generation.last_event_id is not None
-    content = generation.message.content
-    events = []
-    offset = 0
-    for event_id, size in enumerate(generation.event_sizes, start=1):
-        if event_id > after:
-            events.append(Event(event_id, DELTA, {"content": content[offset : offset + size]}))
-        offset += size
+    message = generation.message
+    parts = stored_parts(
+        generation.event_layout, message.content, message.reasoning, message.tool_calls
+    )
+    events = [
+        Event(event_id, part.kind, part.data)
+        for event_id, part in enumerate(parts, start=1)
+        if event_id > after
+    ]
     ended = ending.stored_ending(generation)
     events.append(ended.event(generation.last_event_id, str(generation.message.pk)))
     return events
@@ -35,7 +39,7 @@ async def text_before(generation: Generation, after: int) -> str | None:
     if after == 0:
         return ""
     if generation.is_finished:
-        return generation.message.content[: sum(generation.event_sizes[:after])]
+        return generation.message.content[: text_length(generation.event_layout, after)]
     try:
         logged = await get_event_log().events(str(generation.pk))
     except (UnknownGeneration, EventLogUnavailable):

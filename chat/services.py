@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from chat import context, db, limits, logs, refusals
+from chat import context, db, limits, logs, refusals, turns
 from chat import generation as generations
 from chat.eventlog import EventLogUnavailable
 from chat.models import Conversation, Generation, Message
@@ -188,12 +188,19 @@ def build_request(conversation: Conversation) -> dict[str, Any]:
     """Return the Chat Completions body for the conversation's next answer.
 
     The oldest messages are left out when the whole conversation would not fit
-    CHAT_CONTEXT_TOKENS; the system prompt and the newest message always go.
+    CHAT_CONTEXT_TOKENS; the system prompt and the newest message always go. Answers
+    that called tools go with their calls and results; their reasoning never goes.
     """
-    messages = []
+    messages: list[dict[str, Any]] = []
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
-    for role, content in conversation.messages.exclude(content="").values_list("role", "content"):
-        messages.append({"role": role, "content": content})
+    history = conversation.messages.values_list(
+        "role", "content", "tool_calls", "generation__event_layout"
+    )
+    for role, content, tool_calls, layout in history:
+        if role == Message.Role.ASSISTANT:
+            messages += turns.answer_messages(content, tool_calls, layout or [])
+        elif content:
+            messages.append({"role": role, "content": content})
     fitting = context.fit(messages, conversation.model, settings.CHAT_CONTEXT_TOKENS)
     return {"model": conversation.model, "messages": fitting}

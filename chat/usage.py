@@ -27,12 +27,16 @@ def record(
     text: str,
     usage: TokenUsage | None,
     cached: bool,
+    estimated: bool = False,
     generation: Generation | None = None,
 ) -> Usage:
-    """Store the tokens one answer cost; `generation` is None for a stateless completion."""
+    """Store the tokens one answer cost; `generation` is None for a stateless completion.
+
+    `estimated`: the usage given was counted by us, not reported by the upstream.
+    """
     model = request["model"]
     if usage:
-        prompt, completion, estimated = usage["prompt_tokens"], usage["completion_tokens"], False
+        prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
     else:
         prompt, _ = context.message_tokens(request["messages"], model)
         completion, _ = context.count_tokens(text, model)

@@ -300,27 +300,33 @@ OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 CHAT_DEMO = not (OPENAI_API_KEY or OPENAI_BASE_URL)
 
 
-def env_models(name: str, default: str) -> tuple[list[str], dict[str, dict[str, str]]]:
-    """Read the models a conversation may use: names, and each one's own endpoint.
+def env_models(name: str, default: str) -> tuple[list[str], dict[str, dict[str, str]], set[str]]:
+    """Read the models a conversation may use: names, each one's own endpoint, and the
+    models offered no tools.
 
     Either a comma-separated list of names served by OPENAI_BASE_URL, or a JSON list
-    whose entries are names or objects {"name", "label"?, "base_url"?, "api_key_env"?}
-    (api_key_env names the environment variable that holds that endpoint's key).
+    whose entries are names or objects {"name", "label"?, "base_url"?, "api_key_env"?,
+    "tools"?} (api_key_env names the environment variable that holds that endpoint's
+    key; "tools": false offers the model no tools).
     """
     raw = env_str(name).strip() or default
     if not raw.startswith("["):
-        return [item.strip() for item in raw.split(",") if item.strip()], {}
+        return [item.strip() for item in raw.split(",") if item.strip()], {}, set()
     try:
         entries = json.loads(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(
             f"{name} must be comma-separated names or a JSON list; it is not valid JSON: {exc}"
         ) from None
-    names, endpoints = [], {}
+    names, endpoints, without_tools = [], {}, set()
     for entry in entries if isinstance(entries, list) else [None]:
         spec = {"name": entry} if isinstance(entry, str) else entry
         if not isinstance(spec, dict) or "name" not in spec:
             raise ImproperlyConfigured(f"{name}: each entry needs a name, not {entry!r}")
+        if not isinstance(spec.get("tools", True), bool):
+            raise ImproperlyConfigured(f'{name}: "tools" in {spec} must be true or false')
+        if not spec.pop("tools", True):
+            without_tools.add(spec["name"])
         unknown = set(spec) - {"name", "label", "base_url", "api_key_env"}
         if unknown:
             raise ImproperlyConfigured(f"{name}: unknown keys {sorted(unknown)} in {spec}")
@@ -336,11 +342,11 @@ def env_models(name: str, default: str) -> tuple[list[str], dict[str, dict[str, 
             endpoint["api_key"] = os.environ[spec["api_key_env"]]
         names.append(spec["name"])
         endpoints[spec["name"]] = endpoint
-    return names, endpoints
+    return names, endpoints, without_tools
 
 
 CHAT_MODEL = env_str("CHAT_MODEL", "demo" if CHAT_DEMO else "gpt-4o-mini")
-CHAT_MODELS, CHAT_MODEL_ENDPOINTS = env_models("CHAT_MODELS", CHAT_MODEL)
+CHAT_MODELS, CHAT_MODEL_ENDPOINTS, CHAT_MODELS_WITHOUT_TOOLS = env_models("CHAT_MODELS", CHAT_MODEL)
 if not CHAT_MODELS:
     raise ImproperlyConfigured("CHAT_MODELS names no model")
 if CHAT_MODEL not in CHAT_MODELS:
@@ -351,6 +357,16 @@ CHAT_DEMO_TOKEN_DELAY = env_number("CHAT_DEMO_TOKEN_DELAY", 0.03, minimum=0.0)
 CHAT_UPSTREAM_CONNECT_TIMEOUT = env_number("CHAT_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 CHAT_UPSTREAM_READ_TIMEOUT = env_number("CHAT_UPSTREAM_READ_TIMEOUT", 60.0, minimum=0.1)
 CHAT_GENERATION_TIMEOUT = env_number("CHAT_GENERATION_TIMEOUT", 600.0, minimum=1.0)
+
+# The tools offered to models (chat/tools/): dotted paths to @tool functions; "none" for
+# none. A model may ask for tools, get their results and ask again this many times.
+BUILTIN_TOOLS = [
+    "chat.tools.builtin.calculator",
+    "chat.tools.builtin.current_time",
+    "chat.tools.builtin.search_conversations",
+]
+CHAT_TOOLS = [] if env_str("CHAT_TOOLS") == "none" else env_list("CHAT_TOOLS") or BUILTIN_TOOLS
+CHAT_MAX_TOOL_STEPS = env_number("CHAT_MAX_TOOL_STEPS", 5, minimum=0)
 # On shutdown (the ASGI lifespan's, under uvicorn or granian), running answers have this
 # long to finish; the rest are stored as interrupted and their readers told so.
 CHAT_SHUTDOWN_GRACE = env_number("CHAT_SHUTDOWN_GRACE", 30.0, minimum=0.0)

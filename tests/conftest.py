@@ -153,7 +153,7 @@ def finished_exchange(owner: User) -> tuple[Conversation, Message, Generation]:
         conversation=conversation,
         model="demo",
         request={"model": "demo", "messages": [{"role": "user", "content": "Hello?"}]},
-        event_sizes=[6, 6],
+        event_layout=[6, 6],
         last_event_id=3,
         finished_at=timezone.now(),
     )

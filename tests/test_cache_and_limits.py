@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from django.core.cache import cache
 
-from chat import context, generation, limits
-from chat.answer_cache import key_for
+from chat import context, generation, limits, tools
+from chat.answering import Prepared
 from chat.models import Usage
 from tests.asgi_client import read_events
 from tests.conftest import redis_url
@@ -79,7 +79,8 @@ async def test_a_zero_ttl_turns_the_cache_off(api, upstream, settings):
 
 async def test_a_corrupt_cache_entry_is_a_miss(api, upstream, any_cache):
     await answer_in_new_conversation(api, "Hi")
-    key = key_for({"model": "gpt-test", "messages": [{"role": "user", "content": "Hi"}]})
+    request = {"model": "gpt-test", "messages": [{"role": "user", "content": "Hi"}]}
+    key = Prepared.of(request, use_cache=True, tools=tools.offered_to("gpt-test")).cache_key
     await cache.aset(key, {"parts": 7, "finish_reason": None, "usage": "x"})
 
     _, events = await answer_in_new_conversation(api, "Hi")

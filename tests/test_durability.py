@@ -19,7 +19,9 @@ from django.test import Client
 from django.utils import timezone
 
 from chat import ending, generation, sweeper
+from chat.answer import Answer
 from chat.eventlog import get_event_log
+from chat.events import Part
 from chat.models import Conversation, Generation, Message
 from tests.asgi_client import parse_events, read_events, read_until
 from tests.conftest import unstarted_answer
@@ -64,7 +66,7 @@ async def test_the_sweeper_ends_answers_whose_process_is_gone(api, upstream, ali
         created_at=timezone.now() - timedelta(minutes=5)
     )
     await Message.objects.filter(pk=lost.message.pk).aupdate(content="partial")
-    await Generation.objects.filter(pk=lost.pk).aupdate(event_sizes=[4, 3])
+    await Generation.objects.filter(pk=lost.pk).aupdate(event_layout=[4, 3])
     posted = await ask(api, "still running")  # a live answer in another conversation
 
     assert await sweeper.sweep() == 1
@@ -155,12 +157,13 @@ async def test_a_checkpoint_after_a_reader_ended_the_answer_changes_nothing(api,
     ended = await ending.settle(slow.pk)
 
     # ...then the producer, only slow, checkpoints what it has.
-    await sync_to_async(generation.save_checkpoint)(slow, "late words", [5, 6])
+    late = Answer.of([Part.text("late "), Part.text("words")])
+    await sync_to_async(generation.save_checkpoint)(slow, late)
 
     message = await Message.objects.aget(pk=slow.message.pk)
     stored = await Generation.objects.aget(pk=slow.pk)
     assert (message.status, message.content) == ("error", ended.message.content)
-    assert (stored.event_sizes, stored.last_event_id) == (ended.event_sizes, 1)
+    assert (stored.event_layout, stored.last_event_id) == (ended.event_layout, 1)
 
 
 async def test_a_slow_producer_ended_by_a_reader_gives_back_its_slot_once(api, upstream, settings):

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from chat import provider
+from chat.events import DELTA, Part
 from chat.provider import Finish, ProviderError, SSEDecoder
 from tests.fakeopenai import Reply
 
@@ -28,21 +29,24 @@ def request(prompt: str = "Hi") -> dict:
 
 
 async def answer(prompt: str = "Hi") -> tuple[list[str], Finish]:
-    """Run stream_chat to its end: the deltas, and the Finish that must come last."""
+    """Run stream_chat to its end: the text deltas, and the Finish that must come last."""
     items = [item async for item in provider.stream_chat(request(prompt))]
-    *deltas, finish = items
+    *parts, finish = items
     assert isinstance(finish, Finish)
-    assert all(isinstance(delta, str) for delta in deltas)
-    return deltas, finish
+    return [text_of(part) for part in parts], finish
+
+
+def text_of(part: object) -> str:
+    assert isinstance(part, Part) and part.kind == DELTA
+    return part.data["content"]
 
 
 async def failure(prompt: str = "Hi") -> tuple[list[str], ProviderError]:
-    """Run stream_chat until it fails: the deltas before, and the error."""
+    """Run stream_chat until it fails: the text deltas before, and the error."""
     deltas = []
     with pytest.raises(ProviderError) as raised:
         async for item in provider.stream_chat(request(prompt)):
-            assert isinstance(item, str)
-            deltas.append(item)
+            deltas.append(text_of(item))
     return deltas, raised.value
 
 
@@ -162,7 +166,7 @@ async def test_a_reader_that_stops_early_closes_the_upstream_request(fake):
     fake.reply_to("Hi", Reply(tokens=["a ", "b "], hang=True))
     stream = provider.stream_chat(request())
 
-    assert await anext(stream) == "a "
+    assert text_of(await anext(stream)) == "a "
     await stream.aclose()
 
     await asyncio.to_thread(fake.wait_until, lambda: fake.aborted == 1)
