@@ -1,6 +1,6 @@
 """The JSON shapes of the API, built from model instances."""
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from chat.models import Conversation, Generation, Message
 
@@ -9,6 +9,8 @@ class MessageDict(TypedDict):
     id: str
     role: str
     content: str
+    reasoning: str
+    tool_calls: list[dict[str, Any]]
     status: str
     finish_reason: str
     created_at: str
@@ -47,6 +49,8 @@ def message_dict(message: Message) -> MessageDict:
         "id": str(message.pk),
         "role": message.role,
         "content": message.content,
+        "reasoning": message.reasoning,
+        "tool_calls": message.tool_calls,
         "status": message.status,
         "finish_reason": message.finish_reason,
         "created_at": message.created_at.isoformat(),

@@ -48,7 +48,9 @@ _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
 class Reply:
     """How the fake answers one request: the tokens, their pacing, and any misbehaviour."""
 
-    tokens: list[str]
+    # Each token is a content delta's text, or a whole delta object to send as it is
+    # ({"reasoning": ...}, {"reasoning_content": ...}, {"tool_calls": [...]}).
+    tokens: list[str | dict[str, Any]]
     # Seconds between the response headers and the first body bytes.
     first_token_delay: float = 0.0
     # Seconds between two content chunks.
@@ -83,6 +85,11 @@ class Reply:
     keep_alive: bool = False
     # End the stream with `data: [DONE]`; False ends the body without it.
     done: bool = True
+    # The reply to the next request of a tool loop (its results sent), and so on down the
+    # chain; the last reply answers every later round.
+    after_tools: Reply | None = None
+    # Answer a request that offers tools with 400 "does not support tools", as Ollama does.
+    refuse_tools: bool = False
 
 
 def echo_reply(prompt: str) -> Reply:
@@ -259,6 +266,12 @@ class FakeOpenAI:
             return request.keep_alive
 
         reply = self._reply_for(_last_user_prompt(body))
+        for _ in range(_tool_rounds(body)):
+            reply = reply.after_tools or reply
+        if reply.refuse_tools and body.get("tools"):
+            reply = Reply(
+                [], status=400, error_message=f"{body.get('model')} does not support tools"
+            )
         if reply.status != 200:
             headers = {} if reply.retry_after is None else {"retry-after": f"{reply.retry_after:g}"}
             body = _error_body(reply.status, reply.error_message)
@@ -317,14 +330,14 @@ async def _stream(connection: _Connection, answer: _Answer, reply: Reply) -> _Ou
 
     await send(answer.chunk({"role": "assistant", "content": ""}))
     if reply.burst:
-        frames = b"".join(_sse_frame(answer.chunk({"content": token})) for token in reply.tokens)
+        frames = b"".join(_sse_frame(answer.chunk(_delta(token))) for token in reply.tokens)
         await connection.send_chunks(frames, split=False, last=False)
     for index, token in enumerate([] if reply.burst else reply.tokens):
         if index == reply.drop_after:
-            return await _drop(connection, answer.chunk({"content": token}), reply.mid_frame)
+            return await _drop(connection, answer.chunk(_delta(token)), reply.mid_frame)
         if index:
             await asyncio.sleep(reply.token_delay)
-        await send(answer.chunk({"content": token}))
+        await send(answer.chunk(_delta(token)))
 
     finish = answer.chunk({}, reply.finish_reason)
     if reply.drop_after is not None:
@@ -409,7 +422,8 @@ class _Answer:
 
     def completion(self) -> dict[str, Any]:
         """The whole answer as a chat.completion object."""
-        message = {"role": "assistant", "content": "".join(self.reply.tokens), "refusal": None}
+        text = "".join(token for token in self.reply.tokens if isinstance(token, str))
+        message = {"role": "assistant", "content": text, "refusal": None}
         choice = {
             "index": 0,
             "message": message,
@@ -417,6 +431,11 @@ class _Answer:
             "finish_reason": self.reply.finish_reason,
         }
         return {**self._envelope("chat.completion", [choice]), "usage": self.usage}
+
+
+def _delta(token: str | dict[str, Any]) -> dict[str, Any]:
+    """The delta of a token: a content delta for text, the object itself otherwise."""
+    return token if isinstance(token, dict) else {"content": token}
 
 
 class _MalformedJSON:
@@ -627,6 +646,16 @@ def _text_of(message: dict[str, Any]) -> str:
             if isinstance(part, dict) and isinstance(part.get("text"), str)
         )
     return ""
+
+
+def _tool_rounds(body: dict[str, Any]) -> int:
+    """How many rounds of tool calls the request's history holds since its last user message."""
+    rounds = 0
+    for message in reversed(_messages(body)):
+        if message.get("role") == "user":
+            break
+        rounds += message.get("role") == "assistant" and bool(message.get("tool_calls"))
+    return rounds
 
 
 def _last_user_prompt(body: dict[str, Any]) -> str:

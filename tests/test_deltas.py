@@ -1,0 +1,141 @@
+"""Reading what deltas carry: reasoning in its three forms, and tool calls in fragments."""
+
+import json
+
+import pytest
+
+from chat.deltas import MAX_ARGUMENTS_CHARS, DeltaReader, InlineThinking, Malformed, ToolCall
+from chat.events import DELTA, REASONING
+
+TAGGED = "Intro <think>deep é thought</think>Answer <thinking>more</thinking> end"
+SPLIT = [
+    (DELTA, "Intro "),
+    (REASONING, "deep é thought"),
+    (DELTA, "Answer "),
+    (REASONING, "more"),
+    (DELTA, " end"),
+]
+
+
+def read(pieces: list[str]) -> list[tuple[str, str]]:
+    """Feed the pieces to one reader; return the parts, adjacent ones of a kind joined."""
+    thinking = InlineThinking()
+    parts = [part for piece in pieces for part in thinking.feed(piece)] + thinking.flush()
+    joined: list[tuple[str, str]] = []
+    for part in parts:
+        if joined and joined[-1][0] == part.kind:
+            joined[-1] = (part.kind, joined[-1][1] + part.data["content"])
+        else:
+            joined.append((part.kind, part.data["content"]))
+    return joined
+
+
+def test_inline_think_tags_split_at_any_point_give_the_same_parts():
+    for cut in range(len(TAGGED) + 1):
+        assert read([TAGGED[:cut], TAGGED[cut:]]) == SPLIT, cut
+    for first in range(0, len(TAGGED), 3):
+        for second in range(first, len(TAGGED), 5):
+            pieces = [TAGGED[:first], TAGGED[first:second], TAGGED[second:]]
+            assert read(pieces) == SPLIT, (first, second)
+
+
+def test_inline_think_tags_fed_a_character_at_a_time_give_the_same_parts():
+    assert read(list(TAGGED)) == SPLIT
+
+
+def test_text_that_only_looks_like_the_start_of_a_tag_is_kept_as_text():
+    assert read(["1 < 2 and <b>bold</b> and <thi", "s>"]) == [
+        (DELTA, "1 < 2 and <b>bold</b> and <this>")
+    ]
+    assert read(["ends with <thin"]) == [(DELTA, "ends with <thin")]
+
+
+def test_an_unclosed_think_block_is_all_reasoning():
+    assert read(["<think>still thinking when it was cut"]) == [
+        (REASONING, "still thinking when it was cut")
+    ]
+
+
+def kinds(reader: DeltaReader, deltas: list[dict]) -> list[tuple[str, str]]:
+    return [(part.kind, part.data["content"]) for part in reader.parts(deltas)]
+
+
+def test_both_reasoning_fields_become_reasoning_and_one_read_is_joined_by_kind():
+    reader = DeltaReader()
+    deltas = [
+        {"reasoning": "a"},
+        {"reasoning_content": "b"},
+        {"content": "c"},
+        {"content": "d", "reasoning": None},
+    ]
+    assert kinds(reader, deltas) == [(REASONING, "ab"), (DELTA, "cd")]
+
+
+def calls_of(fragment_lists: list[list[dict]]) -> list[ToolCall]:
+    reader = DeltaReader()
+    for fragments in fragment_lists:
+        reader.parts([{"tool_calls": fragments}])
+    return reader.tool_calls.calls()
+
+
+def test_tool_call_arguments_split_anywhere_are_joined_by_index():
+    arguments = json.dumps({"expression": "6 × 7", "note": "é"})
+    for cut in range(len(arguments) + 1):
+        fragments = [
+            [{"index": 0, "id": "call_1", "function": {"name": "calculator", "arguments": ""}}],
+            [{"index": 0, "function": {"arguments": arguments[:cut]}}],
+            [{"index": 0, "function": {"arguments": arguments[cut:]}}],
+        ]
+        assert calls_of(fragments) == [ToolCall("call_1", "calculator", arguments)]
+
+
+def test_parallel_calls_a_reused_index_and_a_whole_call_are_each_a_call():
+    fragments = [
+        [
+            {"index": 0, "id": "a", "function": {"name": "one", "arguments": '{"x":'}},
+            {"index": 1, "id": "b", "function": {"name": "two", "arguments": "{}"}},
+        ],
+        [{"index": 0, "function": {"arguments": "1}"}}],
+        # A server that reuses index 0 for a new call (a new id): a third call.
+        [{"index": 0, "id": "c", "function": {"name": "three", "arguments": "{}"}}],
+        # Ollama: a whole call in one fragment, the arguments an object.
+        [{"id": "d", "function": {"name": "four", "arguments": {"y": 2}}}],
+    ]
+    assert calls_of(fragments) == [
+        ToolCall("a", "one", '{"x":1}'),
+        ToolCall("b", "two", "{}"),
+        ToolCall("c", "three", "{}"),
+        ToolCall("d", "four", '{"y": 2}'),
+    ]
+
+
+def test_a_call_without_an_id_gets_one():
+    assert calls_of([[{"index": 0, "function": {"name": "f", "arguments": "{}"}}]]) == [
+        ToolCall("call_1", "f", "{}")
+    ]
+
+
+def test_arguments_past_the_limit_are_cut_off_and_marked():
+    piece = "x" * 10_000
+    fragments = [[{"index": 0, "id": "a", "function": {"name": "f"}}]] + [
+        [{"index": 0, "function": {"arguments": piece}}] for _ in range(100)
+    ]
+    (call,) = calls_of(fragments)
+    assert call.truncated
+    assert len(call.arguments) <= MAX_ARGUMENTS_CHARS + len(piece)
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        {"tool_calls": "call"},
+        {"tool_calls": [5]},
+        {"tool_calls": [{"index": "0"}]},
+        {"tool_calls": [{"index": 0, "function": {"name": 5}}]},
+        {"content": ["a"]},
+        {"reasoning": {"text": "a"}},
+    ],
+)
+def test_a_delta_of_the_wrong_shape_is_malformed(delta):
+    with pytest.raises(Malformed):
+        DeltaReader().parts([delta])
