@@ -1,4 +1,3 @@
-import json
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -10,6 +9,7 @@ from django.utils import timezone
 
 from chat import generation as generations
 from chat import usage
+from chat.export import tool_call_text
 from chat.models import Conversation, Generation, Message, Usage
 
 
@@ -44,22 +44,11 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
 
     @admin.display(description="tool calls")
     def tools(self, message: Message) -> str:
-        return "\n".join(_tool_call_line(call) for call in message.tool_calls) or "-"
+        return "\n".join(map(tool_call_text, message.tool_calls)) or "-"
 
     @admin.display(description="error")
     def error(self, message: Message) -> str:
         return f"{message.error_code}: {message.error_message}" if message.error_code else "-"
-
-
-def _tool_call_line(call: dict[str, Any]) -> str:
-    arguments = json.dumps(call.get("arguments"), ensure_ascii=False)
-    if "error" in call:
-        outcome = f"error {call['error'].get('code')}: {call['error'].get('message')}"
-    elif "result" in call:
-        outcome = json.dumps(call["result"], ensure_ascii=False)
-    else:
-        outcome = "stopped"
-    return f"{call.get('name')}({arguments}) → {outcome}"
 
 
 @admin.register(Conversation)

@@ -10,6 +10,7 @@ call; `["progress", data]` is a progress report, kept whole. So a stored answer 
 back into the very events that were streamed, with the same ids.
 """
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,12 +34,14 @@ class Answer:
     cached: bool = False
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
+    thinking: tuple[float, float] | None = None  # when reasoning began, and when it gave way
 
     @classmethod
     def of(cls, parts: list[Part], failure: Failure | None = None) -> "Answer":
         answer = cls(failure=failure)
         for part in parts:
             answer.add(part)
+        answer.thinking = None  # rebuilt, not timed
         return answer
 
     def add(self, part: Part) -> None:
@@ -46,6 +49,7 @@ class Answer:
         if self.first_token is None:
             self.first_token = time.monotonic()
         kind, data = part.kind, part.data
+        self._time_thinking(kind)
         if kind == DELTA:
             self.parts.append(data["content"])
             self.layout.append(len(data["content"]))
@@ -62,6 +66,21 @@ class Answer:
             self.layout.append([TOOL_END, index])
         elif kind == PROGRESS:
             self.layout.append([PROGRESS, data])
+
+    def _time_thinking(self, kind: str) -> None:
+        now = time.monotonic()
+        if kind == REASONING and self.thinking is None:
+            self.thinking = (now, math.inf)
+        elif kind != REASONING and self.thinking and self.thinking[1] == math.inf:
+            self.thinking = (self.thinking[0], now)
+
+    @property
+    def thinking_seconds(self) -> float | None:
+        """How long the model reasoned before it answered or called a tool."""
+        if self.thinking is None:
+            return None
+        began, ended = self.thinking
+        return round(min(ended, time.monotonic()) - began, 1)
 
     def snapshot(self) -> "Answer":
         """Return a copy that later parts do not change (for another thread to read)."""

@@ -1,6 +1,7 @@
 """A conversation as a download: Markdown to read, JSON (the API's shape) to process."""
 
 import json
+from typing import Any
 
 from django.utils.text import slugify
 
@@ -22,6 +23,12 @@ def as_markdown(conversation: Conversation, messages: list[Message]) -> str:
         lines += ["## System prompt", "", conversation.system_prompt.strip(), ""]
     for message in messages:
         lines += [f"## {SPEAKERS.get(message.role, message.role)}", ""]
+        if message.reasoning:
+            thought = [f"> {line}" if line else ">" for line in message.reasoning.splitlines()]
+            lines += ["> **Thinking**", ">", *thought, ""]
+        lines += [f"- Tool {tool_call_text(call)}" for call in message.tool_calls]
+        if message.tool_calls:
+            lines.append("")
         if message.content:
             lines += [message.content.rstrip(), ""]
         if message.status == Message.Status.ERROR:
@@ -31,6 +38,18 @@ def as_markdown(conversation: Conversation, messages: list[Message]) -> str:
         elif message.status == Message.Status.STREAMING:
             lines += ["*(Still being written)*", ""]
     return "\n".join(lines)
+
+
+def tool_call_text(call: dict[str, Any]) -> str:
+    """Say in a line what a tool call was asked and what it gave."""
+    arguments = json.dumps(call["arguments"], ensure_ascii=False)
+    if "error" in call:
+        outcome = f"failed: {call['error']['message']}"
+    elif "result" in call:
+        outcome = f"`{json.dumps(call['result'], ensure_ascii=False)}`"
+    else:
+        outcome = "stopped"
+    return f"`{call['name']}` with `{arguments}`: {outcome}"
 
 
 def as_json(conversation: Conversation, messages: list[Message]) -> str:

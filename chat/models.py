@@ -64,6 +64,9 @@ class Message(models.Model):
     reasoning = models.TextField(
         blank=True, help_text="The model's thinking before its answer; never sent back to it."
     )
+    thinking_seconds = models.FloatField(
+        null=True, blank=True, help_text="How long the model reasoned before it went on."
+    )
     tool_calls = models.JSONField(
         default=list,
         blank=True,

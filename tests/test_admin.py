@@ -23,6 +23,10 @@ def transcript(alice):
         conversation=conversation,
         role="assistant",
         content="The moon pulls the oceans.",
+        reasoning="Gravity, surely.",
+        tool_calls=[
+            {"id": "a", "name": "calculator", "arguments": {"expression": "6*7"}, "result": 42}
+        ],
         prompt_tokens=12,
         completion_tokens=30,
     )
@@ -78,6 +82,8 @@ def test_it_shows_the_transcript_read_only(staff_client, transcript):
 
     assert response.status_code == 200
     assert b"The moon pulls the oceans." in response.content
+    assert b"Gravity, surely." in response.content
+    assert b"calculator" in response.content and b"6*7" in response.content
     assert b"12 / 30" in response.content
     assert b'name="messages-0-content"' not in response.content
 

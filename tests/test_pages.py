@@ -941,6 +941,52 @@ def test_it_shows_the_model_and_the_system_prompt_on_the_conversation(client_ann
     assert '<p class="sysprompt__text">Be &lt;brief&gt;.</p>' in html
 
 
+# Reasoning and tool calls, readable without JavaScript
+
+THE_CALL = {
+    "id": "call_1",
+    "name": "calculator",
+    "arguments": {"expression": "6*7"},
+    "result": {"value": 42},
+}
+STOPPED_CALL = {"id": "call_2", "name": "slow_steps", "arguments": {}}
+
+
+def test_a_finished_answer_shows_its_reasoning_closed_and_its_tool_cards(client_ann, ann):
+    conversation = make_conversation(
+        ann,
+        {"role": "user", "content": "6*7?"},
+        {
+            "role": "assistant",
+            "content": "It is **42**.",
+            "reasoning": "<b>multiply</b>",
+            "thinking_seconds": 3.4,
+            "tool_calls": [THE_CALL, STOPPED_CALL],
+        },
+    )
+
+    html = client_ann.get(conversation.get_absolute_url()).content.decode()
+
+    assert '<details class="thinking" data-thinking>' in html
+    assert "Thought for 3 s" in html
+    assert "&lt;b&gt;multiply&lt;/b&gt;" in html
+    assert html.index("thinking__text") < html.index("toolcard") < html.index("<strong>42</strong>")
+    assert 'class="toolcard toolcard--done"' in html
+    assert "&quot;value&quot;: 42" in html
+    assert 'class="toolcard toolcard--stopped"' in html
+    assert "Stopped before the tool finished." in html
+
+
+def test_an_answer_without_reasoning_or_tools_shows_neither(client_ann, ann):
+    conversation = make_conversation(
+        ann, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}
+    )
+
+    html = client_ann.get(conversation.get_absolute_url()).content.decode()
+
+    assert "thinking" not in html and "toolcard" not in html
+
+
 # Export
 
 
@@ -962,6 +1008,31 @@ def test_it_exports_a_conversation_as_markdown(client_ann, ann):
     assert text.startswith("# Tides: why?\n\nModel: Offline demo model")
     assert "## System prompt\n\nBe brief.\n" in text
     assert "## You\n\nWhy tides?\n\n## Assistant\n\nThe **moon**.\n\n*(Stopped)*" in text
+
+
+def test_the_export_has_the_reasoning_and_the_tool_calls(client_ann, ann):
+    conversation = make_conversation(
+        ann,
+        {"role": "user", "content": "6*7?"},
+        {
+            "role": "assistant",
+            "content": "42.",
+            "reasoning": "Multiply.\nCarefully.",
+            "tool_calls": [THE_CALL, {**STOPPED_CALL, "error": {"code": "x", "message": "Bad."}}],
+        },
+    )
+
+    markdown = client_ann.get(reverse("chat:export-markdown", args=[conversation.pk]))
+    exported = client_ann.get(reverse("chat:export-json", args=[conversation.pk])).json()
+
+    assert (
+        "## Assistant\n\n> **Thinking**\n>\n> Multiply.\n> Carefully.\n\n"
+        '- Tool `calculator` with `{"expression": "6*7"}`: `{"value": 42}`\n'
+        "- Tool `slow_steps` with `{}`: failed: Bad.\n\n42."
+    ) in markdown.content.decode()
+    answer = exported["messages"][1]
+    assert answer["reasoning"] == "Multiply.\nCarefully."
+    assert answer["tool_calls"][0] == THE_CALL
 
 
 def test_it_exports_a_conversation_as_json(client_ann, ann):

@@ -30,6 +30,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 MODELS = '[{"name": "gpt-test", "label": "Test model"}, "gpt-other"]'
+TOOLS = ["chat.tools.builtin.calculator", "tests.tools_for_tests.slow_steps"]
 
 
 def unavailable(reason: str) -> None:
@@ -68,6 +69,7 @@ def server(django_db_setup, django_db_blocker, fake_openai) -> Iterator[str]:
             "CHAT_CACHE_TTL": "0",
             "CHAT_UPSTREAM_MAX_RETRIES": "0",
             "CHAT_CHECKPOINT_INTERVAL": "0.2",
+            "CHAT_TOOLS": ",".join(TOOLS),
             "LOG_LEVEL": "WARNING",
         }
     port = free_port()

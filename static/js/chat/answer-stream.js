@@ -5,11 +5,13 @@
 // HTML); a `block` event brings the server's sanitised HTML of a finished Markdown block,
 // which replaces that block's text, so only the open block is ever plain text and no
 // Markdown is parsed in the browser. The DOM is updated once per animation frame, however
-// many events arrive. On `done` the bubble is replaced by the server's rendered message
+// many events arrive. `reasoning`, `tool_start`, `progress` and `tool_end` go to the
+// reasoning block and the tool cards (answer-extras.js). On `done` the bubble is replaced by the server's rendered message
 // (GET data-message-url); on `error` too (it shows the error and a Retry button).
 // EventSource reconnects by itself with Last-Event-ID; when it gives up, the stream is
 // reopened from the last event seen (and reconnect.js reopens one that died unnoticed).
 
+import { AnswerExtras } from "./answer-extras.js";
 import { decorate } from "./clipboard.js";
 import { updateComposer } from "./composer.js";
 import { failed, refresh, RETRY_MAX_MS, RETRY_MIN_MS, settle } from "./finished-answer.js";
@@ -42,6 +44,7 @@ class AnswerStream {
     this.rendered = bubble.querySelector("[data-rendered]");
     this.openPart = bubble.querySelector("[data-open]");
     this.reconnecting = bubble.querySelector("[data-reconnecting]");
+    this.extras = new AnswerExtras(bubble);
     this.lastId = null; // null: nothing seen yet, the stream replays from the start
     this.text = ""; // every delta's text so far
     this.renderedUpTo = 0; // text before this offset is shown as rendered blocks
@@ -63,6 +66,10 @@ class AnswerStream {
     this.source = new EventSource(url);
     this.source.addEventListener("open", () => this.heard());
     this.source.addEventListener("delta", (event) => this.delta(event));
+    this.source.addEventListener("reasoning", (event) => this.extra(event, "reasoning"));
+    this.source.addEventListener("tool_start", (event) => this.extra(event, "toolStart"));
+    this.source.addEventListener("progress", (event) => this.extra(event, "progress"));
+    this.source.addEventListener("tool_end", (event) => this.extra(event, "toolEnd"));
     this.source.addEventListener("block", (event) => this.block(event));
     this.source.addEventListener("done", (event) => this.done(event));
     this.source.addEventListener("error", (event) => this.error(event));
@@ -100,17 +107,29 @@ class AnswerStream {
     if (this.reconnecting) this.reconnecting.hidden = true;
   }
 
-  delta(event) {
+  // Every numbered event but the last: the first of a full replay rebuilds what the
+  // server rendered.
+  begin(event) {
     if (this.lastId === null) {
-      // The first event of a full replay rebuilds the text the server rendered.
       this.text = "";
       this.renderedUpTo = this.shownUpTo = 0;
       this.pendingHtml = [];
       this.restart = true;
+      this.extras.reset();
     }
     this.seen(event);
+  }
+
+  delta(event) {
+    this.begin(event);
+    this.extras.onward();
     this.text += JSON.parse(event.data).content;
     this.schedule();
+  }
+
+  extra(event, handler) {
+    this.begin(event);
+    this.extras[handler](JSON.parse(event.data));
   }
 
   // A finished block's HTML (no id: it belongs to the delta before it). It is used only
