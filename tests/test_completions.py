@@ -27,6 +27,9 @@ def event_log(settings) -> str:
     return "memory"
 
 
+HI = {"role": "user", "content": "Hi"}
+
+
 def sent_messages(upstream) -> list[dict]:
     return [r["body"]["messages"] for r in upstream.requests if r["body"].get("stream")]
 
@@ -276,6 +279,31 @@ async def test_concurrent_streams_past_the_limit_get_429(api, upstream, settings
         (CHAT_COMPLETIONS, {"messages": [{"role": "assistant", "content": "x"}]}, "invalid_field"),
         (CHAT_COMPLETIONS, {"messages": [["user", "Hi"]]}, "invalid_field"),
         (CHAT_COMPLETIONS, {"messages": [{"role": "user", "content": "x"}] * 1001}, "too_long"),
+        (
+            CHAT_COMPLETIONS,
+            {"messages": [{"role": "assistant", "tool_calls": []}, HI]},
+            "invalid_field",
+        ),
+        (
+            CHAT_COMPLETIONS,
+            {"messages": [{"role": "assistant", "tool_calls": [5]}, HI]},
+            "invalid_field",
+        ),
+        (
+            CHAT_COMPLETIONS,
+            {"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {}}]}, HI]},
+            "invalid_field",
+        ),
+        (
+            CHAT_COMPLETIONS,
+            {"messages": [{"role": "tool", "tool_call_id": "a", "content": "1", "x": 1}, HI]},
+            "invalid_field",
+        ),
+        (
+            CHAT_COMPLETIONS,
+            {"messages": [{"role": "tool", "tool_call_id": 5, "content": "1"}, HI]},
+            "invalid_field",
+        ),
     ],
 )
 async def test_bad_input_is_refused_and_asks_nothing(api, upstream, path, body, code):
@@ -285,6 +313,54 @@ async def test_bad_input_is_refused_and_asks_nothing(api, upstream, path, body, 
     assert (await response.json())["error"]["code"] == code
     assert upstream.requests == []
     assert await Usage.objects.acount() == 0
+
+
+async def test_a_history_with_tool_calls_goes_upstream_in_openais_shape(api, upstream):
+    history = [
+        {"role": "user", "content": "6*7?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "calculator", "arguments": '{"expression": "6*7"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"value": 42}'},
+        {"role": "assistant", "content": "42."},
+        HI,
+    ]
+
+    events = await read_events(await api.post(CHAT_COMPLETIONS, {"messages": history}))
+
+    assert events[-1].event == "done"
+    assert sent_messages(upstream) == [history]
+
+
+async def test_a_stateless_answer_runs_tools_as_the_user_and_streams_their_events(
+    api, upstream, settings
+):
+    settings.CHAT_TOOLS = ["chat.tools.builtin.calculator"]
+    function = {"name": "calculator", "arguments": '{"expression": "2+2"}'}
+    call = {"tool_calls": [{"index": 0, "id": "c", "type": "function", "function": function}]}
+    upstream.reply_to(
+        "Add",
+        Reply(
+            tokens=[{"reasoning": "easy"}, call],
+            finish_reason="tool_calls",
+            after_tools=Reply(tokens=["4"]),
+        ),
+    )
+
+    events = await read_events(await api.post(COMPLETIONS, {"prompt": "Add"}))
+
+    assert [e.event for e in events] == ["reasoning", "tool_start", "tool_end", "delta", "done"]
+    assert events[2].data["result"] == {"value": 4}
+    usage = await Usage.objects.aget()
+    assert usage.completion_tokens == 2 + 1  # both rounds
 
 
 async def test_a_body_that_is_not_json_is_refused(api, upstream):

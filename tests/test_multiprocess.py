@@ -171,6 +171,44 @@ async def test_a_reader_resumes_on_another_process(two_servers, browser, fake_op
     assert text_of(first + rest) == (await answer(generation)).content
 
 
+async def test_reasoning_and_tool_events_cross_processes_and_match_the_store(
+    two_servers, browser, fake_openai
+):
+    a, b = two_servers
+    fake_openai.reset()
+    function = {"name": "calculator", "arguments": '{"expression": "6*7"}'}
+    thinks = [{"reasoning": f"r{i} "} for i in range(10)]
+    call = {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": function}]}
+    then = Reply(tokens=[f"w{i} " for i in range(10)], token_delay=0.02)
+    fake_openai.reply_to(
+        "Tool",
+        Reply(
+            tokens=[*thinks, call], token_delay=0.02, finish_reason="tool_calls", after_tools=then
+        ),
+    )
+
+    generation = await browser.ask(a, "Tool")
+    first = await browser.events(b, generation, count=5)
+    rest = await browser.events(a, generation, after=first[-1].id)
+
+    events = first + rest
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    stored = await answer(generation)
+    assert "".join(e.data["content"] for e in events if e.event == "reasoning") == stored.reasoning
+    assert [e.data for e in events if e.event == "tool_end"] == [
+        {"id": "call_1", "name": "calculator", "result": {"value": 42}}
+    ]
+    assert stored.tool_calls == [
+        {
+            "id": "call_1",
+            "name": "calculator",
+            "arguments": {"expression": "6*7"},
+            "result": {"value": 42},
+        }
+    ]
+    assert text_of(events) == stored.content == "".join(f"w{i} " for i in range(10))
+
+
 async def test_a_cancel_sent_to_another_process_stops_the_answer_upstream(
     two_servers, browser, fake_openai
 ):

@@ -90,6 +90,8 @@ NONSENSE = [
     ("CHAT_MODELS", '[""]', "must be non-empty strings"),
     ("CHAT_MODELS", '[{"name": "a", "api_key_env": "CHAT_NO_SUCH_KEY"}]', "is not set"),
     ("CHAT_MODELS", ",", "names no model"),
+    ("CHAT_MODELS", '[{"name": "a", "tools": "no"}]', '"tools" in'),
+    ("CHAT_MAX_TOOL_STEPS", "-1", f"{WHOLE} 0"),
     ("DJANGO_ENV", "staging", "development or production"),
     ("CHAT_LOG_FORMAT", "xml", "text or json"),
     ("SECURE_SSL_REDIRECT", "sometimes", BOOLEAN),
@@ -147,6 +149,9 @@ def test_settings_that_contradict_each_other_stop_start_up(monkeypatch, env, mes
         ({}, "CHAT_EVENT_LOG", "memory"),
         ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "CHAT_EVENT_LOG", "redis"),
         ({"CHAT_MODEL": "b", "CHAT_MODELS": "a, b"}, "CHAT_MODELS", ["a", "b"]),
+        ({"CHAT_TOOLS": "none"}, "CHAT_TOOLS", []),
+        ({"CHAT_TOOLS": "a.b, c.d"}, "CHAT_TOOLS", ["a.b", "c.d"]),
+        ({"CHAT_MAX_TOOL_STEPS": "0"}, "CHAT_MAX_TOOL_STEPS", 0),
     ],
     ids=lambda v: str(v)[:40],
 )
@@ -157,7 +162,9 @@ def test_good_values_are_read_as_python_values(monkeypatch, env, setting, expect
 
 
 def test_a_log_level_and_json_models_are_read_into_their_settings(monkeypatch):
-    models = '["a", {"name": "b", "label": "B", "base_url": "http://127.0.0.1:1/v1"}]'
+    models = (
+        '["a", {"name": "b", "label": "B", "base_url": "http://127.0.0.1:1/v1", "tools": false}]'
+    )
 
     loaded = load_settings(monkeypatch, LOG_LEVEL="WARNING", CHAT_MODEL="b", CHAT_MODELS=models)
 
@@ -167,6 +174,8 @@ def test_a_log_level_and_json_models_are_read_into_their_settings(monkeypatch):
         "label": "B",
         "base_url": "http://127.0.0.1:1/v1",
     }
+    assert loaded["CHAT_MODELS_WITHOUT_TOOLS"] == {"b"}
+    assert len(loaded["CHAT_TOOLS"]) == 3  # the built-ins
 
 
 PRODUCTION = {
