@@ -16,6 +16,7 @@ once delivered, so the answer holds exactly what its readers were sent.
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class _Round:
 
     request: dict[str, Any]
     text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
     finish: Finish | None = None
 
 
@@ -144,14 +146,19 @@ async def _model_round(this_round: _Round, deadline: float) -> AsyncGenerator[Pa
                 continue
             if item.kind == DELTA:
                 this_round.text.append(item.data["content"])
+            else:
+                this_round.reasoning.append(item.data["content"])
             yield item
     except StopAsyncIteration:
         pass
     except ProviderError as exc:
         if exc.code != TOOLS_REFUSED or "tools" not in request:
             raise
-        logger.warning("model %s refused tools (%s); asking without them", request["model"], exc)
-        this_round.request = {key: value for key, value in request.items() if key != "tools"}
+        logger.warning(
+            "model %s refused tools (%s); asking without them", request["model"], exc.detail
+        )
+        without = {key: value for key, value in request.items() if key != "tools"}
+        this_round.request = {**without, "messages": turns.flattened(request["messages"])}
         async for part in _model_round(this_round, deadline):
             yield part
     finally:
@@ -182,10 +189,14 @@ def _count(answer: Answer, this_round: _Round) -> None:
     """Add what a round cost to the answer's usage: as reported, or else estimated."""
     used = this_round.finish.usage if this_round.finish else None
     if used is None:
-        model = this_round.request["model"]
-        prompt, _ = context.message_tokens(this_round.request["messages"], model)
-        completion, _ = context.count_tokens("".join(this_round.text), model)
-        used = token_usage(prompt, completion)
+        request = this_round.request
+        model = request["model"]
+        prompt, _ = context.message_tokens(request["messages"], model)
+        offered, _ = context.count_tokens(json.dumps(request.get("tools", "")), model)
+        calls = this_round.finish.tool_calls if this_round.finish else []
+        said = [*this_round.reasoning, *this_round.text, *(c.name + c.arguments for c in calls)]
+        completion, _ = context.count_tokens("".join(said), model)
+        used = token_usage(prompt + offered, completion)
         answer.usage_estimated = True
     if answer.usage is not None:
         used = token_usage(

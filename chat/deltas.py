@@ -10,6 +10,8 @@ Anything of the wrong shape raises `Malformed`: model output is untrusted input.
 """
 
 import json
+import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,9 @@ THINK_TAGS = {"<think>": "</think>", "<thinking>": "</thinking>"}
 # A call's arguments are cut off past this many characters: a model streaming megabytes
 # of arguments costs no more memory than this, and the call ends as a tool error.
 MAX_ARGUMENTS_CHARS = 100_000
+MAX_CALLS = 16  # calls one round may ask for; more are dropped
+MAX_NAME_CHARS = 64
+CALL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 class Malformed(ValueError):
@@ -121,11 +126,14 @@ class ToolCallFragments:
             raise Malformed("a tool call's name and arguments must be strings")
         call = self._by_index.get(index)
         if call is None or (call_id and call["id"] and call_id != call["id"]):
+            if len(self._calls) == MAX_CALLS:
+                return
             call = {"id": call_id, "name": "", "arguments": [], "size": 0, "truncated": False}
             self._calls.append(call)
             self._by_index[index] = call
         call["id"] = call["id"] or call_id
-        call["name"] += name or ""
+        if len(call["name"]) <= MAX_NAME_CHARS:
+            call["name"] += name or ""
         if isinstance(arguments, dict):  # a server that sends the object, not its text
             arguments = json.dumps(arguments, ensure_ascii=False)
         if arguments and not call["truncated"]:
@@ -134,15 +142,29 @@ class ToolCallFragments:
             call["arguments"].append(arguments)
 
     def calls(self) -> list[ToolCall]:
-        return [
-            ToolCall(
-                id=call["id"] or f"call_{number}",
-                name=call["name"],
-                arguments="".join(call["arguments"]),
-                truncated=call["truncated"],
+        """Return the calls, each id a plain token unique in the round (made up if not)."""
+        calls, seen = [], set()
+        for call in self._calls:
+            call_id = call["id"] if call["id"] and CALL_ID.fullmatch(call["id"]) else None
+            if call_id is None or call_id in seen:
+                call_id = f"call_{uuid.uuid4().hex[:24]}"
+            seen.add(call_id)
+            calls.append(
+                ToolCall(
+                    id=call_id,
+                    name=clean_text(call["name"])[:MAX_NAME_CHARS],
+                    arguments="".join(call["arguments"]),
+                    truncated=call["truncated"],
+                )
             )
-            for number, call in enumerate(self._calls, start=1)
-        ]
+        return calls
+
+
+def clean_text(text: str) -> str:
+    """Drop what no database or browser should get from a model: NULs, lone surrogates."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 class DeltaReader:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import ssl
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -22,14 +23,20 @@ import httpx2
 import openai
 from django.conf import settings
 
-from chat.deltas import DeltaReader, InlineThinking, Malformed, ToolCall, joined
+from chat.deltas import DeltaReader, InlineThinking, Malformed, ToolCall, clean_text, joined
 from chat.demo import DEMO_MODEL, DemoTransport
 from chat.events import DELTA, Part, TokenUsage
 
 logger = logging.getLogger(__name__)
 
-# The code of an upstream that refuses a request because it offers tools.
+# An upstream that refuses a request because it offers tools: Ollama's "... does not
+# support tools", vLLM's "tool choice requires --enable-auto-tool-choice", llama.cpp's
+# "tools param requires --jinja flag".
 TOOLS_REFUSED = "upstream_tools_unsupported"
+TOOLS_REFUSAL = re.compile(
+    r"(not support|requires|enable)\S*[^.]*\btools?\b|\btools?\b[^.]*(not support|requires|enable)",
+    re.IGNORECASE,
+)
 DRAIN_TIMEOUT = 0.1  # seconds to wait for the end of a body after its [DONE]
 # What the SDK turns into APIConnectionError while it reads a stream (openai/_httpx2.py:
 # anyio's EndOfStream stands for TLS failures httpx2 does not map yet).
@@ -44,10 +51,11 @@ class Finish:
 
 
 class ProviderError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail  # the upstream's own words, for the log
 
 
 # Keyed by event loop: an SDK client and its connection pool belong to one loop.
@@ -136,12 +144,15 @@ async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[Part | Finish]:
                         if finish_reason:
                             reason = finish_reason
                 except ProviderError:
-                    for part in cleaned(parts):  # what came before the unreadable chunk
+                    # What came before the unreadable chunk, and any text held back.
+                    for part in cleaned(parts + reader.end()):
                         yield part
                     raise
                 for part in cleaned(parts):
                     yield part
     except openai.APIError as exc:
+        for part in cleaned(reader.end()):  # text held back is kept
+            yield part
         raise _provider_error(exc) from exc
     if not reason:
         raise ProviderError(
@@ -299,13 +310,6 @@ async def complete(request: dict[str, Any]) -> str:
     return clean_text("".join(part.data["content"] for part in said if part.kind == DELTA))
 
 
-def clean_text(text: str) -> str:
-    """Drop what no database or browser should get from a model: NULs, lone surrogates."""
-    if text.isascii() and "\x00" not in text:
-        return text
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-
-
 def _provider_error(exc: openai.APIError) -> ProviderError:
     logger.warning(
         "upstream error %s: %s (request id %s)",
@@ -334,8 +338,8 @@ def _provider_error(exc: openai.APIError) -> ProviderError:
         return ProviderError(
             "upstream_unavailable", "The model provider had an internal error. Try again."
         )
-    if isinstance(exc, openai.BadRequestError) and "tool" in str(exc.message).lower():
-        return ProviderError(TOOLS_REFUSED, "The model does not accept tools.")
+    if isinstance(exc, openai.BadRequestError) and TOOLS_REFUSAL.search(str(exc.message)):
+        return ProviderError(TOOLS_REFUSED, "The model does not accept tools.", str(exc.message))
     if isinstance(exc, openai.APIStatusError):
         return ProviderError("upstream_rejected", "The model provider rejected the request.")
     return ProviderError("upstream_error", "The model reported an error while answering.")

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from chat import context, db, limits, logs, refusals, turns
+from chat import context, db, limits, logs, refusals, tools, turns
 from chat import generation as generations
 from chat.eventlog import EventLogUnavailable
 from chat.models import Conversation, Generation, Message
@@ -202,5 +202,7 @@ def build_request(conversation: Conversation) -> dict[str, Any]:
             messages += turns.answer_messages(content, tool_calls, layout or [])
         elif content:
             messages.append({"role": role, "content": content})
+    if not tools.offered_to(conversation.model):
+        messages = turns.flattened(messages)
     fitting = context.fit(messages, conversation.model, settings.CHAT_CONTEXT_TOKENS)
     return {"model": conversation.model, "messages": fitting}

@@ -45,6 +45,26 @@ def tool_output(call: dict[str, Any]) -> str:
     return json.dumps({"error": "The user stopped the tool before it finished."})
 
 
+def flattened(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the history for a model offered no tools: each round's calls told in text.
+
+    A model without tools refuses `tool` messages and tool calls in its history.
+    """
+    told: list[dict[str, Any]] = []
+    for message in messages:
+        if message["role"] == "tool" and told:
+            told[-1]["content"] += f"\n[result: {message['content']}]"
+        elif message.get("tool_calls"):
+            calls = "".join(
+                f"\n[called {call['function']['name']}({call['function']['arguments']})]"
+                for call in message["tool_calls"]
+            )
+            told.append({"role": "assistant", "content": (message["content"] or "") + calls})
+        else:
+            told.append(message)
+    return told
+
+
 def answer_messages(
     content: str, tool_calls: list[dict[str, Any]], layout: list[LayoutEntry]
 ) -> list[dict[str, Any]]:

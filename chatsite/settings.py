@@ -358,14 +358,14 @@ CHAT_UPSTREAM_CONNECT_TIMEOUT = env_number("CHAT_UPSTREAM_CONNECT_TIMEOUT", 5.0,
 CHAT_UPSTREAM_READ_TIMEOUT = env_number("CHAT_UPSTREAM_READ_TIMEOUT", 60.0, minimum=0.1)
 CHAT_GENERATION_TIMEOUT = env_number("CHAT_GENERATION_TIMEOUT", 600.0, minimum=1.0)
 
-# The tools offered to models (chat/tools/): dotted paths to @tool functions; "none" for
-# none. A model may ask for tools, get their results and ask again this many times.
-BUILTIN_TOOLS = [
-    "chat.tools.builtin.calculator",
-    "chat.tools.builtin.current_time",
-    "chat.tools.builtin.search_conversations",
-]
-CHAT_TOOLS = [] if env_str("CHAT_TOOLS") == "none" else env_list("CHAT_TOOLS") or BUILTIN_TOOLS
+# The tools offered to models (chat/tools/): dotted paths to @tool functions; empty or
+# "none" for none. chat.tools.builtin.search_conversations is there to add. A model may
+# ask for tools, get their results and ask again CHAT_MAX_TOOL_STEPS times.
+CHAT_TOOLS = (
+    ["chat.tools.builtin.calculator", "chat.tools.builtin.current_time"]
+    if "CHAT_TOOLS" not in os.environ
+    else [path for path in env_list("CHAT_TOOLS") if path != "none"]
+)
 CHAT_MAX_TOOL_STEPS = env_number("CHAT_MAX_TOOL_STEPS", 5, minimum=0)
 # On shutdown (the ASGI lifespan's, under uvicorn or granian), running answers have this
 # long to finish; the rest are stored as interrupted and their readers told so.

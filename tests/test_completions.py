@@ -363,6 +363,25 @@ async def test_a_stateless_answer_runs_tools_as_the_user_and_streams_their_event
     assert usage.completion_tokens == 2 + 1  # both rounds
 
 
+async def test_a_stuck_sync_tool_ends_the_stateless_answer_and_gives_its_slot_back(
+    api, upstream, settings
+):
+    settings.CHAT_MAX_CONCURRENT = 1
+    settings.CHAT_TOOLS = ["tests.tools_for_tests.blocks"]
+    function = {"name": "blocks", "arguments": "{}"}
+    call = {"tool_calls": [{"index": 0, "id": "b", "type": "function", "function": function}]}
+    upstream.reply_to(
+        "Block", Reply(tokens=[call], finish_reason="tool_calls", after_tools=Reply(["ok"]))
+    )
+
+    events = await read_events(await api.post(COMPLETIONS, {"prompt": "Block"}))
+
+    assert [e.data["error"]["code"] for e in events if e.event == "tool_end"] == ["tool_timeout"]
+    assert events[-1].event == "done"
+    again = await api.post(COMPLETIONS, {"prompt": "Again"})  # the one slot is free
+    assert (await read_events(again))[-1].event == "done"
+
+
 async def test_a_body_that_is_not_json_is_refused(api, upstream):
     response = await api.request("POST", COMPLETIONS, body=b"{prompt")
 

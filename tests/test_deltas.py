@@ -1,10 +1,18 @@
 """Reading what deltas carry: reasoning in its three forms, and tool calls in fragments."""
 
 import json
+import re
 
 import pytest
 
-from chat.deltas import MAX_ARGUMENTS_CHARS, DeltaReader, InlineThinking, Malformed, ToolCall
+from chat.deltas import (
+    MAX_ARGUMENTS_CHARS,
+    MAX_CALLS,
+    DeltaReader,
+    InlineThinking,
+    Malformed,
+    ToolCall,
+)
 from chat.events import DELTA, REASONING
 
 TAGGED = "Intro <think>deep é thought</think>Answer <thinking>more</thinking> end"
@@ -110,9 +118,9 @@ def test_parallel_calls_a_reused_index_and_a_whole_call_are_each_a_call():
 
 
 def test_a_call_without_an_id_gets_one():
-    assert calls_of([[{"index": 0, "function": {"name": "f", "arguments": "{}"}}]]) == [
-        ToolCall("call_1", "f", "{}")
-    ]
+    (call,) = calls_of([[{"index": 0, "function": {"name": "f", "arguments": "{}"}}]])
+    assert re.fullmatch(r"call_[0-9a-f]{24}", call.id)
+    assert (call.name, call.arguments) == ("f", "{}")
 
 
 def test_arguments_past_the_limit_are_cut_off_and_marked():
@@ -139,3 +147,36 @@ def test_arguments_past_the_limit_are_cut_off_and_marked():
 def test_a_delta_of_the_wrong_shape_is_malformed(delta):
     with pytest.raises(Malformed):
         DeltaReader().parts([delta])
+
+
+@pytest.mark.parametrize("bad_id", ["\ud800", "a\x00b", "x" * 101, "with space", ""])
+def test_a_call_id_that_is_not_a_plain_token_is_replaced_by_a_unique_one(bad_id):
+    fragments = [
+        [{"index": 0, "id": bad_id or None, "function": {"name": "f", "arguments": "{}"}}],
+        [{"index": 1, "id": bad_id or None, "function": {"name": "g", "arguments": "{}"}}],
+    ]
+    first, second = calls_of(fragments)
+    assert first.id != second.id
+    assert all(re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", call.id) for call in (first, second))
+
+
+def test_a_call_name_is_made_storable_and_short():
+    (call,) = calls_of([[{"index": 0, "id": "a", "function": {"name": "f\x00\ud800" + "n" * 100}}]])
+    assert "\x00" not in call.name and len(call.name) <= 64
+    call.name.encode()  # no lone surrogate left
+
+
+def test_the_same_id_twice_in_a_round_makes_two_calls_with_two_ids():
+    fragments = [
+        [{"index": 0, "id": "a", "function": {"name": "f", "arguments": "{}"}}],
+        [{"index": 1, "id": "a", "function": {"name": "g", "arguments": "{}"}}],
+    ]
+    assert len({call.id for call in calls_of(fragments)}) == 2
+
+
+def test_calls_past_the_most_a_round_may_hold_are_dropped():
+    fragments = [
+        [{"index": n, "id": f"c{n}", "function": {"name": "f", "arguments": "{}"}}]
+        for n in range(MAX_CALLS + 50)
+    ]
+    assert len(calls_of(fragments)) == MAX_CALLS

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from chat import ending
+from chat.deltas import MAX_CALLS
 from chat.eventlog import get_event_log
 from chat.events import Part
 from chat.models import Conversation, Generation, Message, Usage
@@ -312,6 +313,7 @@ async def test_an_upstream_that_refuses_tools_is_asked_again_without_them(
     assert text_of(events) == "Plain."
     assert ["tools" in body for body in answering_requests(upstream)] == [True, False]
     assert "refused tools" in caplog.text
+    assert "gpt-test does not support tools" in caplog.text  # the upstream's own reason
 
 
 async def test_a_model_configured_without_tools_is_offered_none(api, upstream, tools, settings):
@@ -319,6 +321,37 @@ async def test_a_model_configured_without_tools_is_offered_none(api, upstream, t
     await read_events(await stream(api, await ask(api, "Hi")))
 
     assert "tools" not in answering_requests(upstream)[0]
+
+
+async def test_a_model_without_tools_gets_earlier_tool_rounds_as_text(
+    api, upstream, tools, settings
+):
+    upstream.reply_to("First", calls_tool(call("a", "calculator", '{"expression": "6*7"}')))
+    posted = await ask(api, "First")
+    await read_events(await stream(api, posted))
+    conversation = (await Generation.objects.aget(pk=posted["generation"]["id"])).conversation_id
+    settings.CHAT_MODELS_WITHOUT_TOOLS = {"gpt-test"}
+
+    again = await api.post(f"/api/conversations/{conversation}/messages/", {"content": "Next"})
+    await read_events(await stream(api, await again.json()))
+
+    history = answering_requests(upstream)[-1]["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "assistant", "user"]
+    assert "tool_calls" not in history[1]
+    assert "calculator" in history[1]["content"] and "42" in history[1]["content"]
+
+
+async def test_a_round_asking_for_more_calls_than_allowed_runs_the_first_ones(api, upstream, tools):
+    many = [call(f"c{n}", "calculator", '{"expression": "1"}', index=n) for n in range(40)]
+    upstream.reply_to("Many", calls_tool(*many))
+    posted = await ask(api, "Many")
+
+    events = await read_events(await stream(api, posted))
+
+    assert len([e for e in events if e.event == "tool_end"]) == MAX_CALLS
+    calls = [m for m in answering_requests(upstream)[-1]["messages"] if m["role"] == "tool"]
+    assert len(calls) == MAX_CALLS
+    await assert_stored_equals_streamed(api, posted, events)
 
 
 async def test_later_turns_send_tool_calls_and_results_but_never_reasoning(api, upstream, tools):

@@ -150,6 +150,7 @@ def test_settings_that_contradict_each_other_stop_start_up(monkeypatch, env, mes
         ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "CHAT_EVENT_LOG", "redis"),
         ({"CHAT_MODEL": "b", "CHAT_MODELS": "a, b"}, "CHAT_MODELS", ["a", "b"]),
         ({"CHAT_TOOLS": "none"}, "CHAT_TOOLS", []),
+        ({"CHAT_TOOLS": ""}, "CHAT_TOOLS", []),
         ({"CHAT_TOOLS": "a.b, c.d"}, "CHAT_TOOLS", ["a.b", "c.d"]),
         ({"CHAT_MAX_TOOL_STEPS": "0"}, "CHAT_MAX_TOOL_STEPS", 0),
     ],
@@ -175,7 +176,10 @@ def test_a_log_level_and_json_models_are_read_into_their_settings(monkeypatch):
         "base_url": "http://127.0.0.1:1/v1",
     }
     assert loaded["CHAT_MODELS_WITHOUT_TOOLS"] == {"b"}
-    assert len(loaded["CHAT_TOOLS"]) == 3  # the built-ins
+    assert loaded["CHAT_TOOLS"] == [
+        "chat.tools.builtin.calculator",
+        "chat.tools.builtin.current_time",
+    ]
 
 
 PRODUCTION = {

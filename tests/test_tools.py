@@ -163,6 +163,7 @@ def test_a_wrong_chat_tools_entry_is_a_clear_configuration_error(settings, paths
 
 TEST_TOOLS = (
     calculator,
+    tools_for_tests.blocks,
     tools_for_tests.slow_steps,
     tools_for_tests.hangs,
     tools_for_tests.explodes,
@@ -206,6 +207,9 @@ async def error_of(name: str, arguments: str = "{}", **call: object) -> dict:
         ("calculator", '{"a":' * 50 + "1" + "}" * 50, "invalid_arguments"),
         ("calculator", "[" * 100_000 + "]" * 100_000, "invalid_arguments"),
         ("calculator", '{"expression": 1' + "0" * 5000 + "}", "invalid_arguments"),
+        ("calculator", '{"expression": NaN}', "invalid_arguments"),
+        ("nothing", '{"x": Infinity}', "invalid_arguments"),
+        ("calculator", '{"expression": 1e999}', "invalid_arguments"),
         ("hangs", "{}", "tool_timeout"),
         ("explodes", "{}", "tool_failed"),
         ("refuses", "{}", "unknown_city"),
@@ -260,3 +264,21 @@ async def test_closing_a_call_stops_its_tool():
     await asyncio.gather(waiting, return_exceptions=True)
     await calls.aclose()
     await asyncio.wait_for(stopped.wait(), 1)
+
+
+async def test_a_sync_tool_stuck_past_its_timeout_ends_as_a_timeout_at_once():
+    started = time.monotonic()
+    error = await error_of("blocks")
+    assert error["code"] == "tool_timeout"
+    assert time.monotonic() - started < tools_for_tests.BLOCKS_SECONDS
+
+
+async def test_when_every_tool_thread_is_stuck_a_sync_call_is_refused_at_once(settings):
+    stuck = [asyncio.ensure_future(run("blocks")) for _ in range(runner.TOOL_THREADS)]
+    await asyncio.gather(*stuck)  # each timed out; its thread still sleeps
+
+    error = await error_of("threaded_progress")
+
+    assert error["code"] == "tool_busy"
+    await asyncio.sleep(tools_for_tests.BLOCKS_SECONDS)  # the threads come back
+    assert "result" in (await run("threaded_progress"))[-1][1]

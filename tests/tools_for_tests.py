@@ -1,11 +1,13 @@
 """Tools for the tests, offered through CHAT_TOOLS by their dotted paths."""
 
 import asyncio
+import time
 
 from chat.tools import ToolContext, ToolError, tool
 
 STEPS = 3
 STEP_SECONDS = 0.05
+BLOCKS_SECONDS = 1.0
 
 
 @tool(timeout=5)
@@ -54,3 +56,10 @@ def threaded_progress(context: ToolContext) -> dict[str, bool]:
 def not_json(context: ToolContext) -> object:
     """Returns what JSON cannot carry."""
     return {"when": object()}
+
+
+@tool(timeout=0.2)
+def blocks(context: ToolContext) -> dict[str, str]:
+    """A sync tool stuck in a call for longer than its timeout."""
+    time.sleep(BLOCKS_SECONDS)
+    return {}

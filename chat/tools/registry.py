@@ -137,8 +137,9 @@ def _json_schema(hint: Any, function: Callable[..., Any]) -> dict[str, Any]:
 
 
 def offered_to(model: str) -> tuple[Tool, ...]:
-    """Return the tools a model is offered: CHAT_TOOLS, unless its entry says no tools."""
-    if model in settings.CHAT_MODELS_WITHOUT_TOOLS:
+    """Return the tools a model is offered: CHAT_TOOLS, unless its entry says no tools
+    (or CHAT_MAX_TOOL_STEPS leaves no room for a call)."""
+    if model in settings.CHAT_MODELS_WITHOUT_TOOLS or not settings.CHAT_MAX_TOOL_STEPS:
         return ()
     return configured(tuple(settings.CHAT_TOOLS))
 

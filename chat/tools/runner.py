@@ -12,10 +12,13 @@ import asyncio
 import json
 import logging
 import math
+import threading
 from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from chat import db
+from django.db import close_old_connections
+
 from chat.deltas import ToolCall
 from chat.events import PROGRESS, TOOL_END, TOOL_START, Part
 from chat.tools import schema
@@ -25,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 MAX_RESULT_CHARS = 100_000
 MAX_PROGRESS_CHARS = 200
+TOOL_THREADS = 8  # sync tools running at once in a process
+
+_threads = ThreadPoolExecutor(TOOL_THREADS, thread_name_prefix="tool")
+_free_threads = threading.BoundedSemaphore(TOOL_THREADS)
 
 
 class ArgumentsRefused(Exception):
@@ -61,7 +68,7 @@ def parsed_arguments(call: ToolCall) -> dict[str, Any]:
     if call.truncated:
         raise ArgumentsRefused("invalid_arguments", "The arguments are too long.")
     try:
-        arguments = json.loads(call.arguments or "{}")
+        arguments = json.loads(call.arguments or "{}", parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise ArgumentsRefused("invalid_arguments", "The arguments are not valid JSON.") from None
     if not isinstance(arguments, dict):
@@ -69,8 +76,12 @@ def parsed_arguments(call: ToolCall) -> dict[str, Any]:
     if schema.depth(arguments) > schema.MAX_DEPTH:
         raise ArgumentsRefused("invalid_arguments", "The arguments nest too deeply.")
     try:
-        text = json.dumps(arguments, ensure_ascii=False)
+        text = json.dumps(arguments, ensure_ascii=False, allow_nan=False)
         text.encode()
+    except ValueError:  # 1e999 is read as infinity
+        raise ArgumentsRefused(
+            "invalid_arguments", "The arguments hold a number too large."
+        ) from None
     except UnicodeEncodeError:  # a lone surrogate, written as an escape
         raise ArgumentsRefused("invalid_arguments", "The arguments are not valid text.") from None
     if "\x00" in text or "\\u0000" in text:
@@ -115,8 +126,31 @@ async def _call(tool: Tool, context: ToolContext, arguments: dict[str, Any]) -> 
     async with asyncio.timeout(tool.timeout):
         if tool.is_async:
             return await tool.function(context, **arguments)
-        # A thread the timeout cannot stop: it is left to finish, and its result dropped.
-        return await db.run(tool.function, context, **arguments)
+        return await _in_tool_thread(tool, context, arguments)
+
+
+async def _in_tool_thread(tool: Tool, context: ToolContext, arguments: dict[str, Any]) -> Any:
+    """Run a sync tool on a thread of the tools' own.
+
+    A timeout cannot stop a thread: it is left to finish, and its result dropped. The
+    tools' own threads keep a stuck tool from taking the threads every answer's database
+    work runs on, or a request's own; when all of them are stuck, calls are refused.
+    """
+    if not _free_threads.acquire(blocking=False):
+        raise ToolError("The server's tools are all busy; try again shortly.", code="tool_busy")
+
+    def call() -> Any:
+        try:
+            return tool.function(context, **arguments)
+        finally:
+            close_old_connections()
+            _free_threads.release()
+
+    return await asyncio.get_running_loop().run_in_executor(_threads, call)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _outcome(call: ToolCall, tool: Tool, task: asyncio.Task[Any]) -> dict[str, Any]:
