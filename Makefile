@@ -40,11 +40,17 @@ serve: $(VENV)/.installed-run
 	$(PY) manage.py collectstatic --no-input
 	exec $(PY) -m chatsite.serve
 
-test: $(VENV)/.installed-dev
+# The real third-party clients the tests drive (the openai npm package), from the lockfile.
+NODE_CLIENTS := tests/node/node_modules/.package-lock.json
+$(NODE_CLIENTS): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: $(VENV)/.installed-dev $(NODE_CLIENTS)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The edit loop: everything but the browser, soak and nginx tests (a minute, not four).
-test-fast: $(VENV)/.installed-dev
+test-fast: $(VENV)/.installed-dev $(NODE_CLIENTS)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 # What CI fails on besides the tests: lint, formatting and types (mypy, strict).

@@ -10,7 +10,7 @@ from django.utils import timezone
 from chat import generation as generations
 from chat import usage
 from chat.export import tool_call_text
-from chat.models import Conversation, Generation, Message, Usage
+from chat.models import ApiKey, Conversation, Generation, Message, Usage
 
 
 class MessageInline(admin.StackedInline[Message, Conversation]):
@@ -183,6 +183,44 @@ class GenerationAdmin(admin.ModelAdmin[Generation]):
         self.message_user(request, f"Asked {len(running)} running answer(s) to stop.")
 
 
+KEY_FIELDS = ("name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
+    """Personal API keys, by name and prefix (the keys themselves are not kept)."""
+
+    list_display = KEY_FIELDS
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created_at"]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    readonly_fields = KEY_FIELDS
+    fields = KEY_FIELDS
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(
+        self,
+        request: HttpRequest,
+        action_location: admin.ActionLocation = admin.ActionLocation.CHANGE_LIST,
+    ) -> dict[str, Any]:
+        # Revoked, not deleted in bulk: the usage charged to a key keeps its name. (A key
+        # goes with its user, and one at a time from its own page.)
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {revoked} key(s).")
+
+
 @admin.register(Usage)
 class UsageAdmin(admin.ModelAdmin[Usage]):
     """Tokens per answer, read-only, under per-user and per-model totals.
@@ -200,6 +238,7 @@ class UsageAdmin(admin.ModelAdmin[Usage]):
         "completion_tokens",
         "cached",
         "estimated",
+        "api_key",
     ]
     list_filter = [
         "created_at",
@@ -207,8 +246,9 @@ class UsageAdmin(admin.ModelAdmin[Usage]):
         "cached",
         "estimated",
         ("user", admin.RelatedOnlyFieldListFilter),
+        ("api_key", admin.EmptyFieldListFilter),
     ]
-    list_select_related = ["user"]
+    list_select_related = ["user", "api_key"]
     search_fields = ["user__username", "model"]
     date_hierarchy = "created_at"
 

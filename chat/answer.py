@@ -15,7 +15,17 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chat.events import DELTA, PROGRESS, REASONING, TOOL_END, TOOL_START, Ending, Part, TokenUsage
+from chat.events import (
+    CLIENT_TOOL_CALLS,
+    DELTA,
+    PROGRESS,
+    REASONING,
+    TOOL_END,
+    TOOL_START,
+    Ending,
+    Part,
+    TokenUsage,
+)
 from chat.failures import Failure
 
 type LayoutEntry = int | list[Any]
@@ -35,6 +45,7 @@ class Answer:
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
     thinking: tuple[float, float] | None = None  # when reasoning began, and when it gave way
+    asked_client: bool = False  # the model asked the client for its tools (/v1)
 
     @classmethod
     def of(cls, parts: list[Part], failure: Failure | None = None) -> "Answer":
@@ -66,6 +77,8 @@ class Answer:
             self.layout.append([TOOL_END, index])
         elif kind == PROGRESS:
             self.layout.append([PROGRESS, data])
+        elif kind == CLIENT_TOOL_CALLS:
+            self.asked_client = True
 
     def _time_thinking(self, kind: str) -> None:
         now = time.monotonic()

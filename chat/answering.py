@@ -28,7 +28,7 @@ from chat import answer_cache, context, failures, provider, turns
 from chat.answer import Answer, stored_parts
 from chat.answer_cache import CachedAnswer
 from chat.deltas import ToolCall
-from chat.events import DELTA, TOOL_END, Part
+from chat.events import CLIENT_TOOL_CALLS, DELTA, TOOL_END, Part
 from chat.events import usage as token_usage
 from chat.failures import Failure
 from chat.provider import TOOLS_REFUSED, Finish, ProviderError
@@ -103,6 +103,8 @@ async def answer_parts(prepared: Prepared, answer: Answer) -> AsyncGenerator[Par
             assert finished.finish is not None
             calls = finished.finish.tool_calls if prepared.tools else []
             if not calls:
+                if finished.finish.tool_calls and "tools" in finished.request:
+                    yield _client_tool_calls(finished.finish.tool_calls)
                 answer.finish_reason = finished.finish.reason
                 return
             if step == settings.CHAT_MAX_TOOL_STEPS:
@@ -178,6 +180,12 @@ async def _tool_parts(call: ToolCall, prepared: Prepared, deadline: float) -> As
         await calls.aclose()  # stops the tool
 
 
+def _client_tool_calls(calls: list[ToolCall]) -> Part:
+    """The calls the model asked of a client that sent its own tools, as it wrote them."""
+    asked = [{"id": call.id, "name": call.name, "arguments": call.arguments} for call in calls]
+    return Part(CLIENT_TOOL_CALLS, {"calls": asked})
+
+
 def _arguments_of(call: ToolCall) -> dict[str, Any]:
     try:
         return runner.parsed_arguments(call)
@@ -212,7 +220,11 @@ async def remember(prepared: Prepared, answer: Answer) -> None:
     An answer that called tools is not kept: their results (the time, the user's own
     messages) do not hold for the next asker.
     """
-    if prepared.cache_key and answer.complete and not answer.cached and not answer.tool_calls:
+    if (
+        prepared.cache_key
+        and answer.complete
+        and not (answer.cached or answer.tool_calls or answer.asked_client)
+    ):
         parts = stored_parts(answer.layout, answer.text, answer.reasoning_text, [])
         kept = [[part.kind, part.data["content"]] for part in parts]
         await answer_cache.store(

@@ -22,6 +22,7 @@ from chat.answer import Answer
 from chat.answering import Prepared
 from chat.eventlog.memory import Channel
 from chat.events import Event
+from chat.models import ApiKey
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ _accounting: set[asyncio.Task[None]] = set()
 
 
 async def batches(
-    slot: limits.Slot, prepared: Prepared, idle: float
+    slot: limits.Slot, prepared: Prepared, idle: float, api_key: ApiKey | None = None
 ) -> AsyncGenerator[list[Event]]:
     """Yield the answer's events in batches, [] after `idle` s of nothing.
 
@@ -39,7 +40,7 @@ async def batches(
     once), the answer is accounted for exactly once.
     """
     channel = Channel()
-    producing = asyncio.create_task(_produce(slot, prepared, channel))
+    producing = asyncio.create_task(_produce(slot, prepared, channel, api_key))
     try:
         async for batch in channel.read(0, idle):
             yield batch
@@ -48,7 +49,9 @@ async def batches(
         await asyncio.wait({producing})
 
 
-async def _produce(slot: limits.Slot, prepared: Prepared, channel: Channel) -> None:
+async def _produce(
+    slot: limits.Slot, prepared: Prepared, channel: Channel, api_key: ApiKey | None
+) -> None:
     answer = Answer()
     try:
         # aclosing: a client that leaves must close the upstream request now, not at GC.
@@ -59,7 +62,7 @@ async def _produce(slot: limits.Slot, prepared: Prepared, channel: Channel) -> N
     finally:
         if not answer.finish_reason and answer.failure is None:
             answer.finish_reason = "cancelled"  # the client left
-        await _account(slot, prepared, answer)
+        await _account(slot, prepared, answer, api_key)
     channel.append([answer.ending.part(None)])
 
 
@@ -69,22 +72,26 @@ async def wait_all() -> None:
         await asyncio.wait(set(_accounting))
 
 
-async def _account(slot: limits.Slot, prepared: Prepared, answer: Answer) -> None:
+async def _account(
+    slot: limits.Slot, prepared: Prepared, answer: Answer, api_key: ApiKey | None
+) -> None:
     """Release the slot, record the usage and cache a complete answer, shielded."""
-    task = asyncio.create_task(_settle(slot, prepared, answer))
+    task = asyncio.create_task(_settle(slot, prepared, answer, api_key))
     _accounting.add(task)
     task.add_done_callback(_accounting.discard)
     await asyncio.shield(task)
 
 
-async def _settle(slot: limits.Slot, prepared: Prepared, answer: Answer) -> None:
+async def _settle(
+    slot: limits.Slot, prepared: Prepared, answer: Answer, api_key: ApiKey | None
+) -> None:
     logger.info(
         "stateless completion ended: %s",
         answer.outcome,
         extra={"user": slot.user_id, "model": prepared.model, **answer.log_fields()},
     )
     try:
-        await db.write(_record, slot.user_id, prepared.request, answer)
+        await db.write(_record, slot.user_id, prepared.request, answer, api_key)
     except DatabaseError:
         # The client has its answer; losing its usage row must not break the stream.
         logger.exception("usage of a stateless completion not recorded")
@@ -93,12 +100,13 @@ async def _settle(slot: limits.Slot, prepared: Prepared, answer: Answer) -> None
     await answering.remember(prepared, answer)
 
 
-def _record(user_id: Any, request: dict[str, Any], answer: Answer) -> None:
+def _record(user_id: Any, request: dict[str, Any], answer: Answer, api_key: ApiKey | None) -> None:
     usage.record(
         user_id=user_id,
         request=request,
         text=answer.text,
         usage=answer.usage,
         estimated=answer.usage_estimated,
+        api_key_id=api_key.pk if api_key else None,
         cached=answer.cached,
     )

@@ -148,6 +148,7 @@ def _store(generation: Generation, answer: Answer) -> bool:
             estimated=answer.usage_estimated,
             cached=answer.cached,
             generation=generation,
+            api_key_id=generation.api_key_id,
         )
         Conversation.objects.filter(pk=generation.conversation_id).update(updated_at=now)
     generation.event_layout = answer.layout

@@ -9,6 +9,8 @@ in the order they were produced, they are its events. The kinds:
 - `tool_start`: `{"id", "name", "arguments"}`, a tool call about to run;
 - `progress`: `{"id", "message", "fraction"}`, how far a running tool has got;
 - `tool_end`: `{"id", "name", "result"}` or `{"id", "name", "error": {"code", "message"}}`;
+- `tool_calls`: `{"calls": [{"id", "name", "arguments"}]}`, calls the model asked of the
+  client, which sent its own tools (the OpenAI-compatible endpoint): never run here;
 - `done`: `{"finish_reason", "message", "usage", "cached"}`, the end of a finished answer;
 - `error`: `{"code", "message"}`, the end of a failed one (its text so far is kept).
 A wire format that meets a kind it has no use for skips it, and says so in docs/api.md.
@@ -24,6 +26,7 @@ REASONING = "reasoning"
 TOOL_START = "tool_start"
 PROGRESS = "progress"
 TOOL_END = "tool_end"
+CLIENT_TOOL_CALLS = "tool_calls"
 DONE = "done"
 ERROR = "error"
 TERMINAL = frozenset({DONE, ERROR})

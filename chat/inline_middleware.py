@@ -19,6 +19,8 @@ from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import clickjacking, common, csp, csrf, security
 
+from chat import api_keys
+
 
 class InlineMixin:
     """Run process_request and process_response on the loop, not in a thread."""
@@ -48,11 +50,20 @@ class CommonMiddleware(InlineMixin, common.CommonMiddleware):
 
 
 class CsrfViewMiddleware(InlineMixin, csrf.CsrfViewMiddleware):
+    """Django's CSRF check, except for a request to the API that brings an API key.
+
+    Such a request is the key's owner's or no one's (chat/views/decorators.py): its
+    session cookie, if any, is not read, and a key is no ambient credential that a page
+    of another site could make a browser send.
+    """
+
     # Reads the token from a header, a cookie or the form already in memory (not the
     # session: CSRF_USE_SESSIONS is off).
     async def process_view(  # type: ignore[override]  # async: Django awaits it on the loop
         self, request: HttpRequest, callback: Any, callback_args: Any, callback_kwargs: Any
     ) -> HttpResponseBase | None:
+        if api_keys.bearer_secret(request) is not None:
+            return None
         return super().process_view(request, callback, callback_args, callback_kwargs)
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpRequest
 from django.utils import timezone
 
 from chat import refusals, usage
@@ -60,6 +61,24 @@ def count(windows: Sequence[Window]) -> list[str]:
             uncount(counted)
             raise WindowFull(window, math.ceil(window.seconds - now % window.seconds))
     return counted
+
+
+def retry_after(window: Window) -> int | None:
+    """Return the seconds until the window has room again, or None if it has room now."""
+    now = _now()
+    if (cache.get(f"{window.name}:{int(now // window.seconds)}") or 0) < window.limit:
+        return None
+    return math.ceil(window.seconds - now % window.seconds)
+
+
+def client_address(request: HttpRequest) -> str:
+    """Return the address the limits count a request against.
+
+    REMOTE_ADDR, never a header the client could write: behind a proxy, the production
+    server (uvicorn) puts the address from X-Forwarded-For there, but only for requests
+    from FORWARDED_ALLOW_IPS.
+    """
+    return str(request.META.get("REMOTE_ADDR", ""))
 
 
 def _now() -> float:

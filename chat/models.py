@@ -4,6 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 
 class ConversationQuerySet(models.QuerySet["Conversation"]):
@@ -135,6 +136,14 @@ class Generation(models.Model):
     )
     cached = models.BooleanField(default=False)
     request_id = models.CharField(max_length=64, blank=True)
+    api_key = models.ForeignKey(
+        "ApiKey",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="generations",
+        help_text="The key the answer was asked for with; none: the web chat.",
+    )
     process = models.CharField(
         max_length=100, blank=True, help_text="The server process that runs it (host:pid)."
     )
@@ -182,6 +191,9 @@ class Usage(models.Model):
     generation = models.OneToOneField(
         Generation, models.SET_NULL, null=True, blank=True, related_name="usage"
     )
+    api_key = models.ForeignKey(
+        "ApiKey", models.SET_NULL, null=True, blank=True, related_name="usage"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -198,3 +210,41 @@ class Usage(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def owned_by(self, user: Any) -> "ApiKeyQuerySet":
+        return self.filter(user=user)
+
+    def active(self) -> "ApiKeyQuerySet":
+        """Keys that work now: not revoked, not expired."""
+        now = timezone.now()
+        return self.filter(revoked_at=None).exclude(expires_at__lte=now)
+
+
+class ApiKey(models.Model):
+    """A personal API key (chat/api_keys.py): its owner, its name, and a hash of it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=20, db_index=True, help_text="The key's first characters.")
+    key_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the key.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        expired = self.expires_at is not None and self.expires_at <= timezone.now()
+        return self.revoked_at is None and not expired

@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.db import transaction
 from chat import context, db, limits, logs, refusals, tools, turns
 from chat import generation as generations
 from chat.eventlog import EventLogUnavailable
-from chat.models import Conversation, Generation, Message
+from chat.models import ApiKey, Conversation, Generation, Message
 from chat.refusals import Refused
 from chat.titles import shortened
 
@@ -53,22 +54,25 @@ async def conversation_start(
         raise
 
 
-async def message_post(*, conversation: Conversation, content: str) -> Posted:
-    """Save the user's message and an empty answer, and start answering; or raise Refused."""
-    return await _started(
-        await _write(_message_post, conversation.pk, content, logs.request_id.get())
-    )
+async def message_post(
+    *, conversation: Conversation, content: str, api_key: ApiKey | None = None
+) -> Posted:
+    """Save the user's message and an empty answer, and start answering; or raise Refused.
+
+    `api_key`: the key the answer is asked for with, charged with its usage.
+    """
+    return await _started(await _write(_message_post, conversation.pk, content, Asker.now(api_key)))
 
 
-async def answer_again(*, conversation: Conversation, content: str | None = None) -> Posted:
+async def answer_again(
+    *, conversation: Conversation, content: str | None = None, api_key: ApiKey | None = None
+) -> Posted:
     """Answer the user's last message anew (regenerate), its text replaced if given (edit).
 
     The answers after that message are deleted: the conversation goes on from the new one.
     Raises Refused.
     """
-    return await _started(
-        await _write(_answer_again, conversation.pk, content, logs.request_id.get())
-    )
+    return await _started(await _write(_answer_again, conversation.pk, content, Asker.now(api_key)))
 
 
 async def _started(posted: Posted) -> Posted:
@@ -115,7 +119,19 @@ async def _write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwarg
         raise refusals.overloaded() from None
 
 
-def _message_post(conversation_id: Any, content: str, request_id: str) -> Posted:
+@dataclass(frozen=True, slots=True)
+class Asker:
+    """Who asks for an answer: the request (its id, for the logs) and the key, if any."""
+
+    request_id: str
+    api_key: ApiKey | None
+
+    @classmethod
+    def now(cls, api_key: ApiKey | None) -> "Asker":
+        return cls(logs.request_id.get(), api_key)
+
+
+def _message_post(conversation_id: Any, content: str, asker: Asker) -> Posted:
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
         question = Message.objects.create(
@@ -123,10 +139,10 @@ def _message_post(conversation_id: Any, content: str, request_id: str) -> Posted
         )
         if not conversation.title:
             conversation.title = shortened(content)
-        return question, _start_answer(conversation, request_id, regenerated=False)
+        return question, _start_answer(conversation, asker, regenerated=False)
 
 
-def _answer_again(conversation_id: Any, content: str | None, request_id: str) -> Posted:
+def _answer_again(conversation_id: Any, content: str | None, asker: Asker) -> Posted:
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
         question = conversation.messages.filter(role=Message.Role.USER).last()
@@ -136,7 +152,7 @@ def _answer_again(conversation_id: Any, content: str | None, request_id: str) ->
             question.content = content
             question.save(update_fields=["content", "updated_at"])
         conversation.messages.filter(created_at__gt=question.created_at).delete()
-        return question, _start_answer(conversation, request_id, regenerated=True)
+        return question, _start_answer(conversation, asker, regenerated=True)
 
 
 def _lock_idle(conversation_id: Any) -> Conversation:
@@ -152,17 +168,17 @@ def _lock_idle(conversation_id: Any) -> Conversation:
     return conversation
 
 
-def _start_answer(conversation: Conversation, request_id: str, *, regenerated: bool) -> Generation:
+def _start_answer(conversation: Conversation, asker: Asker, *, regenerated: bool) -> Generation:
     """Create the empty answer and its generation, within the user's limits."""
     limits.admit(conversation.owner)
     try:
-        return _create_answer(conversation, request_id, regenerated=regenerated)
+        return _create_answer(conversation, asker, regenerated=regenerated)
     except BaseException:
         limits.release(conversation.owner_id)
         raise
 
 
-def _create_answer(conversation: Conversation, request_id: str, *, regenerated: bool) -> Generation:
+def _create_answer(conversation: Conversation, asker: Asker, *, regenerated: bool) -> Generation:
     answer = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
@@ -175,7 +191,8 @@ def _create_answer(conversation: Conversation, request_id: str, *, regenerated: 
         model=conversation.model,
         request=build_request(conversation),
         regenerated=regenerated,
-        request_id=request_id,
+        request_id=asker.request_id,
+        api_key=asker.api_key,
         process=this_process(),
     )
 

@@ -9,7 +9,7 @@ the readers yield when nothing came for a heartbeat interval, goes out as a comm
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 
 from chat.events import Event
 
@@ -32,18 +32,27 @@ def encode_batch(events: Iterable[Event]) -> bytes:
     return b"".join(map(encode, events)) or PING
 
 
-def preamble(retry_ms: int) -> bytes:
+def preamble(retry_ms: int | None) -> bytes:
     """Return the first bytes of a stream: the reconnect delay and an opening comment."""
     # Sent at once, before the model's first token: daphne sends the headers only
     # with the first body bytes, and clients start their read timeouts on them.
+    if retry_ms is None:
+        return b": open\n\n"
     return f"retry: {retry_ms}\n: open\n\n".encode()
 
 
-async def frames(batches: AsyncGenerator[list[Event]], *, retry_ms: int) -> AsyncGenerator[bytes]:
-    """Return a whole stream: the preamble, then a chunk per batch of events."""
+async def frames(
+    batches: AsyncGenerator[list[Event]],
+    *,
+    retry_ms: int | None,
+    encode: Callable[[list[Event]], bytes] = encode_batch,
+) -> AsyncGenerator[bytes]:
+    """Return a whole stream: the preamble, then a chunk per batch of events (encoded in
+    our format, or `encode`'s). No `retry_ms`: no `retry:` field, for a client that reads
+    one as an event."""
     yield preamble(retry_ms)
     # aclosing: a client leaving must end the batches' generator now, not when it is
     # collected (it may hold an upstream request open).
     async with contextlib.aclosing(batches):
         async for batch in batches:
-            yield encode_batch(batch)
+            yield encode(batch)

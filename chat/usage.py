@@ -29,6 +29,7 @@ def record(
     cached: bool,
     estimated: bool = False,
     generation: Generation | None = None,
+    api_key_id: Any = None,
 ) -> Usage:
     """Store the tokens one answer cost; `generation` is None for a stateless completion.
 
@@ -49,6 +50,7 @@ def record(
         estimated=estimated,
         cached=cached,
         generation=generation,
+        api_key_id=api_key_id,
     )
 
 

@@ -367,6 +367,8 @@ CHAT_TOOLS = (
     else [path for path in env_list("CHAT_TOOLS") if path != "none"]
 )
 CHAT_MAX_TOOL_STEPS = env_number("CHAT_MAX_TOOL_STEPS", 5, minimum=0)
+# Personal API keys (chat/api_keys.py) a user may have at once.
+CHAT_MAX_API_KEYS = env_number("CHAT_MAX_API_KEYS", 10, minimum=0)
 # On shutdown (the ASGI lifespan's, under uvicorn or granian), running answers have this
 # long to finish; the rest are stored as interrupted and their readers told so.
 CHAT_SHUTDOWN_GRACE = env_number("CHAT_SHUTDOWN_GRACE", 30.0, minimum=0.0)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("chat.urls.accounts")),
     path("api/", include("chat.urls.api")),
+    path("v1/", include("chat.urls.openai")),
     path("", include("chat.urls.pages")),
 ]
 

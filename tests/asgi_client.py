@@ -56,13 +56,29 @@ class Response:
 
 
 class AsgiClient:
-    def __init__(self, session_cookie: str | None = None) -> None:
-        self.cookies = {"csrftoken": CSRF_TOKEN}
+    """A browser's session (cookie and CSRF token), or with `headers` and no cookie, a script."""
+
+    def __init__(
+        self, session_cookie: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        self.cookies = {} if headers else {"csrftoken": CSRF_TOKEN}
+        self.headers = headers or {"x-csrftoken": CSRF_TOKEN}
         if session_cookie:
             self.cookies["sessionid"] = session_cookie
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
         return await self.request("GET", path, headers=headers)
+
+    async def delete(self, path: str) -> Response:
+        return await self.request("DELETE", path)
+
+    async def post_form(self, path: str, fields: dict[str, str]) -> Response:
+        return await self.request(
+            "POST",
+            path,
+            body=urlencode(fields).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
 
     async def post(
         self, path: str, data: Any = None, headers: dict[str, str] | None = None
@@ -79,9 +95,10 @@ class AsgiClient:
         all_headers = {
             "host": "testserver",
             "cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
-            "x-csrftoken": CSRF_TOKEN,
-            **{k.lower(): v for k, v in (headers or {}).items()},
+            **{k.lower(): v for k, v in {**self.headers, **(headers or {})}.items()},
         }
+        if not self.cookies:
+            del all_headers["cookie"]
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},

@@ -3,6 +3,7 @@
 import pytest
 from django.contrib.auth.models import User
 
+from chat import api_keys
 from chat.models import Conversation, Generation, Message
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +106,17 @@ def test_a_normal_user_cannot_open_the_admin(client, alice):
     client.force_login(alice)
 
     assert client.get("/admin/chat/conversation/").status_code == 302
+
+
+def test_staff_see_api_keys_by_prefix_and_revoke_them(staff_client, alice):
+    key, secret = api_keys.create(alice, "laptop")
+
+    listing = staff_client.get("/admin/chat/apikey/")
+    revoked = staff_client.post(
+        "/admin/chat/apikey/", {"action": "revoke", "_selected_action": [str(key.pk)]}
+    )
+
+    assert b"laptop" in listing.content and key.prefix.encode() in listing.content
+    assert secret.encode() not in listing.content
+    assert revoked.status_code == 302
+    assert api_keys.authenticate(secret) is None

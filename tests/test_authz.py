@@ -18,8 +18,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connections
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from chat import generation
-from chat.models import Conversation, Generation, Message, Usage
+from chat import api_keys, generation
+from chat.models import ApiKey, Conversation, Generation, Message, Usage
 from tests.asgi_client import AsgiClient, Response
 from tests.conftest import finished_exchange, session_cookie
 
@@ -75,6 +75,8 @@ class Route:
 
 
 CONVERSATION = {"pk": "conversation"}
+KEY = {"pk": "key"}
+KEY_NAME = '{"name": "k"}'
 
 
 def admin_model(name: str, target: str, *, add: int = 200, change: int = 200) -> dict[str, Route]:
@@ -106,6 +108,10 @@ MATRIX: dict[str, Route] = {
     ),
     "chat:sidebar": Route({"GET": Call(page(200, others=200))}),
     "chat:usage": Route({"GET": Call(page(200, others=200))}),
+    "chat:keys": Route(
+        {"GET": Call(page(200, others=200)), "POST": Call(page(201, others=201), form(name="k"))}
+    ),
+    "chat:key-revoke": Route({"POST": Call(page(REDIRECT), form())}, KEY),
     "chat:conversation": Route({"GET": Call(page(200))}, CONVERSATION),
     "chat:message-create": Route({"POST": Call(page(REDIRECT), form(content="Hi"))}, CONVERSATION),
     "chat:regenerate": Route({"POST": Call(page(REDIRECT), form())}, CONVERSATION),
@@ -140,6 +146,19 @@ MATRIX: dict[str, Route] = {
     "api:generation-stream": Route({"GET": Call(api(200))}, {"pk": "generation"}),
     "api:generation-cancel": Route({"POST": Call(api(202))}, {"pk": "generation"}),
     "api:completions": Route({"POST": Call(api(200, others=200), json('{"prompt": "Hi"}'))}),
+    "api:keys": Route(
+        {"GET": Call(api(200, others=200)), "POST": Call(api(201, others=201), json(KEY_NAME))}
+    ),
+    "api:key": Route({"DELETE": Call(api(204))}, KEY),
+    "v1:models": Route({"GET": Call(api(200, others=200))}),
+    "v1:chat-completions": Route(
+        {
+            "POST": Call(
+                api(200, others=200),
+                json('{"model": "demo", "messages": [{"role": "user", "content": "Hi"}]}'),
+            )
+        }
+    ),
     "api:chat-completions": Route(
         {
             "POST": Call(
@@ -166,10 +185,11 @@ MATRIX: dict[str, Route] = {
     **admin_model("chat_conversation", "conversation", add=403),
     **admin_model("chat_generation", "generation", add=403, change=403),
     **admin_model("chat_usage", "usage", add=403, change=403),
+    **admin_model("chat_apikey", "key", add=403, change=403),
 }
 
 # The world's objects that belong to alice: bob asking for them must look like a miss.
-ALICES = {"conversation", "answer", "generation"}
+ALICES = {"conversation", "answer", "generation", "key"}
 
 
 def named_routes(patterns: list, namespace: str = "") -> Iterator[str]:
@@ -198,6 +218,7 @@ def world(alice: User, bob: User) -> dict[str, str]:
         "answer": str(answer.pk),
         "generation": str(finished.pk),
         "usage": str(usage.pk),
+        "key": str(api_keys.create(alice, "laptop")[0].pk),
         "alice": str(alice.pk),
         "group": str(Group.objects.create(name="editors").pk),
         "conversation_type": str(ContentType.objects.get_for_model(Conversation).pk),
@@ -220,7 +241,7 @@ def snapshot() -> list[tuple]:
     """Every row a request could change, in full."""
     return [
         tuple(model.objects.order_by("pk").values_list())
-        for model in (User, Group, Conversation, Message, Generation, Usage)
+        for model in (User, Group, Conversation, Message, Generation, Usage, ApiKey)
     ]
 
 

@@ -9,6 +9,7 @@ Alice's answers come from the offline demo model; her rate limit bounds how many
 """
 
 import json
+import uuid
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from chat import generation
-from chat.models import Conversation, Generation, Message, Usage
+from chat.models import ApiKey, Conversation, Generation, Message, Usage
 from tests.asgi_client import AsgiClient, Response, parse_events
 from tests.conftest import finished_exchange
 
@@ -50,9 +51,15 @@ ENDPOINTS = [
     ("POST", "/api/generations/{generation}/cancel"),
     ("POST", "/api/completions"),
     ("POST", "/api/chat/completions"),
+    ("GET", "/api/keys/"),
+    ("POST", "/api/keys/"),
+    ("DELETE", "/api/keys/{key}/"),
+    ("GET", "/v1/models"),
+    ("POST", "/v1/chat/completions"),
 ]
 FIELDS = ["title", "model", "system_prompt", "content", "prompt", "messages", "role"]
-FIELDS += ["temperature", "max_tokens", "cache"]
+FIELDS += ["temperature", "max_tokens", "cache", "name", "expires_in_days"]
+FIELDS += ["stream", "stream_options", "n", "tools", "tool_calls", "max_completion_tokens"]
 
 # Text as an attacker writes it: control characters, lone surrogates (sent as "\ud800"
 # escapes, which JSON allows), terminal and bidi controls, words the API knows, and one
@@ -114,6 +121,8 @@ headers = st.fixed_dictionaries(
         | st.sampled_from(["", " 1", "1\t", "١", "0x1", "1e3", "-0", "+1"])
         | header_texts,
         "X-Request-ID": header_texts,
+        "Authorization": st.sampled_from(["Bearer ", "Bearer sk-chat-", "bearer x", "Basic x"])
+        | header_texts.map(lambda text: f"Bearer {text}"),
     },
 )
 queries = st.dictionaries(
@@ -124,13 +133,19 @@ queries = st.dictionaries(
 def exchange(owner: User) -> dict[str, str]:
     """A conversation of the owner's with one finished answer: the endpoints' targets."""
     conversation, _, finished = finished_exchange(owner)
-    return {"conversation": str(conversation.pk), "generation": str(finished.pk)}
+    # Made directly: each example makes one, past the number a user may make.
+    key = ApiKey.objects.create(user=owner, name="fuzzed", key_hash=uuid.uuid4().hex)
+    return {
+        "conversation": str(conversation.pk),
+        "generation": str(finished.pk),
+        "key": str(key.pk),
+    }
 
 
 def snapshot() -> list[tuple]:
     return [
         tuple(model.objects.order_by("pk").values_list())
-        for model in (Conversation, Message, Generation, Usage)
+        for model in (Conversation, Message, Generation, Usage, ApiKey)
     ]
 
 
@@ -151,10 +166,12 @@ async def send(
     return response, content, refused
 
 
-def assert_documented(response: Response, content: bytes) -> None:
+def assert_documented(response: Response, content: bytes, path: str = "/api/") -> None:
     """A 4xx with the error shape, or a success that is what the API promises."""
     assert response.status < 500, content[:500]
-    if response.status >= 400:
+    if path.startswith("/v1/"):
+        assert_openai_documented(response, content)
+    elif response.status >= 400:
         assert response.headers["content-type"] == "application/json", content[:500]
         error = json.loads(content)["error"]
         assert set(error) == {"code", "message"}
@@ -165,6 +182,19 @@ def assert_documented(response: Response, content: bytes) -> None:
         assert events[-1].event in ("done", "error")
     elif response.status != 204:
         assert isinstance(json.loads(content), dict)
+
+
+def assert_openai_documented(response: Response, content: bytes) -> None:
+    """OpenAI's error object, or OpenAI's stream (to [DONE] or an error) or object."""
+    if response.status >= 400:
+        error = json.loads(content)["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert isinstance(error["message"], str) and error["message"]
+    elif response.headers.get("content-type", "").startswith("text/event-stream"):
+        last = content.rstrip().rsplit(b"\n\n", 1)[-1]
+        assert last == b"data: [DONE]" or b'"error"' in last, content[-500:]
+    else:
+        assert json.loads(content)["object"] in ("list", "chat.completion")
 
 
 @pytest.mark.parametrize(("method", "template"), ENDPOINTS)
@@ -180,7 +210,7 @@ async def test_any_input_is_answered_with_a_success_or_a_documented_4xx_that_cha
     response, content, _ = await send(api, method, f"{path}?{query}", body, headers)
 
     event(f"status {response.status}")  # seen with --hypothesis-show-statistics
-    assert_documented(response, content)
+    assert_documented(response, content, path)
 
 
 # Whatever a user may type: any non-blank text a database can store, within the limit.
@@ -217,7 +247,7 @@ async def test_any_acceptable_text_is_answered_to_the_end(api, alice, template, 
 @given(pk=texts)
 async def test_a_malformed_id_in_the_path_is_a_json_404(api, method, template, pk):
     quoted = quote(pk.encode("utf-8", "surrogatepass"), safe="")
-    path = template.format(conversation=quoted, generation=quoted)
+    path = template.format(conversation=quoted, generation=quoted, key=quoted)
 
     response, content, refused = await send(api, method, path, b"{}", {})
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import api, completions, stream
+from chat.views import api, completions, keys, stream
 
 app_name = "api"
 
@@ -13,4 +13,6 @@ urlpatterns = [
     path("generations/<uuid:pk>/cancel", api.generation_cancel, name="generation-cancel"),
     path("completions", completions.completion, name="completions"),
     path("chat/completions", completions.chat_completion, name="chat-completions"),
+    path("keys/", keys.keys, name="keys"),
+    path("keys/<uuid:pk>/", keys.key, name="key"),
 ]

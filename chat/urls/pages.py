@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import pages, usage
+from chat.views import keys, pages, usage
 
 app_name = "chat"
 
@@ -17,4 +17,6 @@ urlpatterns = [
     path("c/<uuid:pk>/export.json", pages.export_conversation, {"fmt": "json"}, name="export-json"),
     path("m/<uuid:pk>/", pages.message, name="message"),
     path("usage/", usage.usage_page, name="usage"),
+    path("keys/", keys.keys_page, name="keys"),
+    path("keys/<uuid:pk>/revoke", keys.key_revoke, name="key-revoke"),
 ]

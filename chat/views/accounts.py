@@ -18,22 +18,12 @@ from django.views.decorators.http import require_http_methods
 
 from chat import db, limits
 from chat.forms import SignupForm
-from chat.limits import Window, WindowFull
+from chat.limits import Window, WindowFull, client_address
 
 # Fixed windows, in seconds; the counts are settings (CHAT_LOGIN_FAILURES_PER_USERNAME,
 # CHAT_LOGIN_FAILURES_PER_ADDRESS, CHAT_SIGNUPS_PER_ADDRESS).
 USERNAME_WINDOW = 15 * 60
 ADDRESS_WINDOW = 60 * 60
-
-
-def client_address(request: HttpRequest) -> str:
-    """Return the address the limits count a request against.
-
-    REMOTE_ADDR, never a header the client could write: behind a proxy, the production
-    server (uvicorn) puts the address from X-Forwarded-For there, but only for requests
-    from FORWARDED_ALLOW_IPS.
-    """
-    return str(request.META.get("REMOTE_ADDR", ""))
 
 
 def _login_windows(request: HttpRequest) -> list[Window]:

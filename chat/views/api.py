@@ -58,7 +58,9 @@ async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponseBa
 async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     content = _content(json_body(request), required=True)
-    posted = await services.message_post(conversation=found, content=content)
+    posted = await services.message_post(
+        conversation=found, content=content, api_key=request.api_key
+    )
     return await _answering(request, posted)
 
 
@@ -68,7 +70,9 @@ async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponseBase
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     data = json_body(request)
     content = _content(data, required=True) if "content" in data else None
-    posted = await services.answer_again(conversation=found, content=content)
+    posted = await services.answer_again(
+        conversation=found, content=content, api_key=request.api_key
+    )
     return await _answering(request, posted)
 
 

@@ -60,15 +60,19 @@ async def _answer(
     return EventStream(frames, on_close=slot.release)
 
 
-def message_list(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Return the checked `messages` of a chat completion body, or raise BadRequest."""
+def message_list(data: dict[str, Any], *, last_from_user: bool = True) -> list[dict[str, Any]]:
+    """Return the checked `messages` of a chat completion body, or raise BadRequest.
+
+    The last message is the user's, unless `last_from_user` is false (a client that runs
+    its own tools sends their results last).
+    """
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("invalid_field", "'messages' must be a non-empty list.")
     if len(messages) > MAX_MESSAGES:
         raise BadRequest("too_long", f"'messages' holds more than {MAX_MESSAGES} messages.")
     checked = [_message(item, index) for index, item in enumerate(messages)]
-    if checked[-1]["role"] != "user":
+    if last_from_user and checked[-1]["role"] != "user":
         raise BadRequest("invalid_field", "The last of 'messages' must have the role 'user'.")
     return checked
 

@@ -7,6 +7,7 @@ pages (the login page for no session). Both resolve the user once, asynchronousl
 set it as `request.user`, so that a view reads a plain `AuthenticatedRequest`.
 """
 
+import contextlib
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate
@@ -17,15 +18,18 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.http import require_http_methods
 
-from chat import db, refusals
+from chat import api_keys, db, limits, refusals
+from chat.models import ApiKey
 from chat.refusals import Refused
 from chat.views.responses import BadRequest, json_error, refusal
 
 
 class AuthenticatedRequest(HttpRequest):
-    """A request from a logged-in user, resolved by api_view or page_view."""
+    """A request from a logged-in user, resolved by api_view or page_view; on the API,
+    by an API key instead (`api_key`, else None)."""
 
     user: User
+    api_key: ApiKey | None
 
 
 type Response = Coroutine[Any, Any, HttpResponseBase]
@@ -37,20 +41,56 @@ class NotLoggedIn(Exception):
     """The request has no session: the API answers 401."""
 
 
+class BadKey(Exception):
+    """The request's API key is wrong, revoked or expired (401), or its address has
+    guessed too often (429)."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
 async def _logged_in(request: HttpRequest) -> AuthenticatedRequest | None:
     user = await request.auser()
     if not user.is_authenticated:
         return None
     request.user = user
+    request.api_key = None  # type: ignore[attr-defined]  # AuthenticatedRequest's
     return request  # type: ignore[return-value]  # its user is now a User
 
 
 async def logged_in(request: HttpRequest) -> AuthenticatedRequest:
-    """Return the request with its session's user resolved, or raise NotLoggedIn."""
+    """Return the request with its user resolved: by its API key if it brings one, else
+    by its session; or raise NotLoggedIn or BadKey."""
+    secret = api_keys.bearer_secret(request)
+    if secret is not None:
+        return await _by_key(request, secret)
     authenticated = await _logged_in(request)
     if authenticated is None:
         raise NotLoggedIn
     return authenticated
+
+
+async def _by_key(request: HttpRequest, secret: str) -> AuthenticatedRequest:
+    # Only wrong keys count (a script's many right ones must not lock it out); an
+    # address past the limit is refused before its key is looked at.
+    window = api_keys.guess_window(limits.client_address(request))
+    if (wait := await db.run(limits.retry_after, window)) is not None:
+        raise BadKey(429, "too_many_attempts", "Too many wrong keys from here.", wait)
+    key = await db.run(api_keys.authenticate, secret)
+    if key is None:
+        with contextlib.suppress(limits.WindowFull):
+            await db.run(limits.count, [window])
+        raise BadKey(401, "invalid_api_key", "The API key is wrong, revoked or expired.")
+    if api_keys.unnoted_use(key):
+        with contextlib.suppress(db.WritesBusy):  # noted on a later use
+            await db.write(api_keys.note_use, key)
+    request.user = key.user
+    request.api_key = key  # type: ignore[attr-defined]  # AuthenticatedRequest's
+    return request  # type: ignore[return-value]  # its user is now a User
 
 
 def _json_errors[R: HttpRequest, **P](
@@ -68,6 +108,11 @@ def _json_errors[R: HttpRequest, **P](
             return await view(request, *args, **kwargs)
         except NotLoggedIn:
             return json_error(401, "not_authenticated", "Log in to use the API.")
+        except BadKey as exc:
+            refused = json_error(exc.status, exc.code, exc.message)
+            if exc.retry_after is not None:
+                refused["Retry-After"] = str(exc.retry_after)
+            return refused
         except BadRequest as exc:
             return json_error(400, exc.code, exc.message)
         except Refused as exc:
