@@ -23,6 +23,13 @@ class Conversation(models.Model):
     )
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    client_id = models.CharField(
+        max_length=100,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="The chat's own id in an AI SDK front-end (/api/ui/chat).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

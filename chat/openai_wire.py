@@ -8,16 +8,13 @@ it; the SDKs keep fields they do not know). The tool calls the model asked of th
 client come back as OpenAI sends them; the site's own tool events have no place here.
 """
 
-import json
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from chat.events import CLIENT_TOOL_CALLS, DELTA, DONE, ERROR, REASONING, Event
-from chat.sse import PING
-
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+from chat.sse import PING, data_frame
 
 # The HTTP status of a failed answer that was not streamed.
 ERROR_STATUS = {
@@ -61,7 +58,7 @@ class ChunkStream:
 
     def encode(self, events: Iterable[Event]) -> bytes:
         """Encode a batch of events; no events is a heartbeat comment."""
-        frames = [_frame(item) for event in events for item in self._items(event)]
+        frames = [data_frame(item) for event in events for item in self._items(event)]
         return b"".join(frames) or PING
 
     def _items(self, event: Event) -> list[Any]:
@@ -140,8 +137,3 @@ def tool_call_deltas(calls: list[dict[str, str]]) -> list[dict[str, Any]]:
 def finish_reason(done: dict[str, Any]) -> str:
     # A client that left sees nothing; "cancelled" is not a reason OpenAI gives.
     return "stop" if done["finish_reason"] == "cancelled" else str(done["finish_reason"])
-
-
-def _frame(item: Any) -> bytes:
-    data = item if isinstance(item, str) else _json(item)
-    return f"data: {data}\n\n".encode()

@@ -27,7 +27,12 @@ type Posted = tuple[Message, Generation]
 
 
 async def conversation_create(
-    *, owner: Any, title: str = "", model: str = "", system_prompt: str = ""
+    *,
+    owner: Any,
+    title: str = "",
+    model: str = "",
+    system_prompt: str = "",
+    client_id: str | None = None,
 ) -> Conversation:
     return await _write(
         Conversation.objects.create,
@@ -36,19 +41,28 @@ async def conversation_create(
         auto_title=not title,
         model=model or settings.CHAT_MODEL,
         system_prompt=system_prompt,
+        client_id=client_id,
     )
 
 
 async def conversation_start(
-    *, owner: Any, content: str, model: str = "", system_prompt: str = ""
+    *,
+    owner: Any,
+    content: str,
+    model: str = "",
+    system_prompt: str = "",
+    client_id: str | None = None,
+    api_key: ApiKey | None = None,
 ) -> Posted:
     """Make a conversation with its first message, and start answering it.
 
     Raises Refused, leaving no conversation behind: nothing was said in it.
     """
-    conversation = await conversation_create(owner=owner, model=model, system_prompt=system_prompt)
+    conversation = await conversation_create(
+        owner=owner, model=model, system_prompt=system_prompt, client_id=client_id
+    )
     try:
-        return await message_post(conversation=conversation, content=content)
+        return await message_post(conversation=conversation, content=content, api_key=api_key)
     except Refused:
         await db.write(conversation.delete)
         raise

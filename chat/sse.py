@@ -10,12 +10,13 @@ the readers yield when nothing came for a heartbeat interval, goes out as a comm
 import contextlib
 import json
 from collections.abc import AsyncGenerator, Callable, Iterable
+from typing import Any
 
 from chat.events import Event
 
 PING = b": ping\n\n"
 
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode(event: Event) -> bytes:
@@ -23,8 +24,13 @@ def encode(event: Event) -> bytes:
     # JSON escapes every line break, so the data is always exactly one line.
     if event.id is None:
         # Without an id line the client's last event id stays that of the last delta.
-        return f"event: {event.kind}\ndata: {_json(event.data)}\n\n".encode()
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {_json(event.data)}\n\n".encode()
+        return f"event: {event.kind}\ndata: {json_text(event.data)}\n\n".encode()
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {json_text(event.data)}\n\n".encode()
+
+
+def data_frame(data: Any) -> bytes:
+    """A frame of data alone, as other protocols use SSE: JSON, or a literal ([DONE])."""
+    return f"data: {data if isinstance(data, str) else json_text(data)}\n\n".encode()
 
 
 def encode_batch(events: Iterable[Event]) -> bytes:

@@ -76,6 +76,11 @@ class Route:
 
 CONVERSATION = {"pk": "conversation"}
 KEY = {"pk": "key"}
+UI_CHAT = {"chat_id": "ui_chat"}
+UI_MESSAGE = (
+    '{"id": "alices-chat", "trigger": "submit-message", "messages": '
+    '[{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}]}'
+)
 KEY_NAME = '{"name": "k"}'
 
 
@@ -151,6 +156,10 @@ MATRIX: dict[str, Route] = {
     ),
     "api:key": Route({"DELETE": Call(api(204))}, KEY),
     "v1:models": Route({"GET": Call(api(200, others=200))}),
+    # The AI SDK's chat: alice's chat id is hers; bob's own post makes him a new chat.
+    "api:ui-chat": Route({"POST": Call(api(200), json(UI_MESSAGE))}),
+    "api:ui-chat-stream": Route({"GET": Call(api(204))}, UI_CHAT),
+    "api:ui-chat-stop": Route({"POST": Call(api(202))}, UI_CHAT),
     "v1:chat-completions": Route(
         {
             "POST": Call(
@@ -189,7 +198,7 @@ MATRIX: dict[str, Route] = {
 }
 
 # The world's objects that belong to alice: bob asking for them must look like a miss.
-ALICES = {"conversation", "answer", "generation", "key"}
+ALICES = {"conversation", "answer", "generation", "key", "ui_chat"}
 
 
 def named_routes(patterns: list, namespace: str = "") -> Iterator[str]:
@@ -219,6 +228,9 @@ def world(alice: User, bob: User) -> dict[str, str]:
         "generation": str(finished.pk),
         "usage": str(usage.pk),
         "key": str(api_keys.create(alice, "laptop")[0].pk),
+        "ui_chat": Conversation.objects.create(
+            owner=alice, model="demo", client_id="alices-chat"
+        ).client_id,
         "alice": str(alice.pk),
         "group": str(Group.objects.create(name="editors").pk),
         "conversation_type": str(ContentType.objects.get_for_model(Conversation).pk),

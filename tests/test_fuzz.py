@@ -55,11 +55,15 @@ ENDPOINTS = [
     ("POST", "/api/keys/"),
     ("DELETE", "/api/keys/{key}/"),
     ("GET", "/v1/models"),
+    ("POST", "/api/ui/chat"),
+    ("GET", "/api/ui/chat/{ui_chat}/stream"),
+    ("POST", "/api/ui/chat/{ui_chat}/stop"),
     ("POST", "/v1/chat/completions"),
 ]
 FIELDS = ["title", "model", "system_prompt", "content", "prompt", "messages", "role"]
 FIELDS += ["temperature", "max_tokens", "cache", "name", "expires_in_days"]
 FIELDS += ["stream", "stream_options", "n", "tools", "tool_calls", "max_completion_tokens"]
+FIELDS += ["id", "trigger", "parts", "messageId"]
 
 # Text as an attacker writes it: control characters, lone surrogates (sent as "\ud800"
 # escapes, which JSON allows), terminal and bidi controls, words the API knows, and one
@@ -135,10 +139,13 @@ def exchange(owner: User) -> dict[str, str]:
     conversation, _, finished = finished_exchange(owner)
     # Made directly: each example makes one, past the number a user may make.
     key = ApiKey.objects.create(user=owner, name="fuzzed", key_hash=uuid.uuid4().hex)
+    conversation.client_id = f"fuzzed-{uuid.uuid4().hex}"
+    conversation.save(update_fields=["client_id"])
     return {
         "conversation": str(conversation.pk),
         "generation": str(finished.pk),
         "key": str(key.pk),
+        "ui_chat": conversation.client_id,
     }
 
 
@@ -178,6 +185,9 @@ def assert_documented(response: Response, content: bytes, path: str = "/api/") -
         assert isinstance(error["code"], str) and error["code"]
         assert isinstance(error["message"], str) and error["message"]
     elif response.headers.get("content-type", "").startswith("text/event-stream"):
+        if path.startswith("/api/ui/"):  # the AI SDK's stream
+            assert content.rstrip().endswith(b"data: [DONE]"), content[-500:]
+            return
         events, _ = parse_events(content)
         assert events[-1].event in ("done", "error")
     elif response.status != 204:
@@ -247,7 +257,7 @@ async def test_any_acceptable_text_is_answered_to_the_end(api, alice, template, 
 @given(pk=texts)
 async def test_a_malformed_id_in_the_path_is_a_json_404(api, method, template, pk):
     quoted = quote(pk.encode("utf-8", "surrogatepass"), safe="")
-    path = template.format(conversation=quoted, generation=quoted, key=quoted)
+    path = template.format(conversation=quoted, generation=quoted, key=quoted, ui_chat=quoted)
 
     response, content, refused = await send(api, method, path, b"{}", {})
 

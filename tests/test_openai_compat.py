@@ -4,24 +4,16 @@ async) and the `openai` npm package under Node, against the site under daphne, w
 personal API key and the fake OpenAI server as the model.
 """
 
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import openai
 import pytest
-from django.conf import settings
 
 from chat import api_keys
 from chat.models import ApiKey, Usage
+from tests import live
 from tests.fakeopenai import Reply
-from tests.servers import daphne, database_url, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-NODE_CLIENT = Path(__file__).parent / "node" / "openai_client.mjs"
 # Each test has a new user: four messages an hour is room for every test but the one
 # that runs into the limit.
 RATE_LIMIT = 4
@@ -29,25 +21,11 @@ RATE_LIMIT = 4
 
 @pytest.fixture(scope="module")
 def site(django_db_setup, django_db_blocker, fake_openai):
-    with django_db_blocker.unblock():
-        env = {
-            "SECRET_KEY": settings.SECRET_KEY,
-            "DATABASE_URL": database_url(),
-            "OPENAI_BASE_URL": fake_openai.base_url,
-            "OPENAI_API_KEY": "sk-test-key",
-            "CHAT_MODEL": "gpt-test",
-            "CHAT_MODELS": "gpt-test,gpt-other",
-            "CHAT_EVENT_LOG": "memory",
-            "REDIS_URL": "",
-            "CHAT_SWEEP_INTERVAL": "0",
-            "CHAT_CACHE_TTL": "0",
-            "CHAT_UPSTREAM_MAX_RETRIES": "0",
-            "CHAT_RATE_LIMITS": f"{RATE_LIMIT}/hour",
-            "LOG_LEVEL": "WARNING",
-        }
-    port = free_port()
-    with daphne(port, env):
-        yield f"http://127.0.0.1:{port}/v1"
+    with (
+        django_db_blocker.unblock(),
+        live.site(fake_openai, CHAT_RATE_LIMITS=f"{RATE_LIMIT}/hour") as url,
+    ):
+        yield f"{url}/v1"
 
 
 @pytest.fixture
@@ -224,20 +202,7 @@ def test_a_failure_upstream_is_an_error_the_sdk_raises_mid_stream(client, upstre
 
 
 def node(scenario: str, site: str, key: str, request: dict | None = None) -> dict:
-    if not shutil.which("node") or not (NODE_CLIENT.parent / "node_modules").exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI runs the Node client tests: run `make test` to install them")
-        pytest.skip("Node or tests/node/node_modules is missing (make test installs it)")
-    done = subprocess.run(
-        ["node", str(NODE_CLIENT), scenario],
-        input=json.dumps(request or {}),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "BASE_URL": site, "API_KEY": key},
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return live.node("openai_client.mjs", scenario, {"BASE_URL": site, "API_KEY": key}, request)
 
 
 def test_the_node_sdk_streams_and_completes_with_usage(site, key, upstream):

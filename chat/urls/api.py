@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import api, completions, keys, stream
+from chat.views import api, completions, keys, stream, ui_chat
 
 app_name = "api"
 
@@ -15,4 +15,7 @@ urlpatterns = [
     path("chat/completions", completions.chat_completion, name="chat-completions"),
     path("keys/", keys.keys, name="keys"),
     path("keys/<uuid:pk>/", keys.key, name="key"),
+    path("ui/chat", ui_chat.chat, name="ui-chat"),
+    path("ui/chat/<str:chat_id>/stream", ui_chat.resume, name="ui-chat-stream"),
+    path("ui/chat/<str:chat_id>/stop", ui_chat.stop, name="ui-chat-stop"),
 ]

@@ -41,16 +41,9 @@ class NotLoggedIn(Exception):
     """The request has no session: the API answers 401."""
 
 
-class BadKey(Exception):
+class BadKey(Refused):
     """The request's API key is wrong, revoked or expired (401), or its address has
     guessed too often (429)."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
 
 
 async def _logged_in(request: HttpRequest) -> AuthenticatedRequest | None:
@@ -108,11 +101,6 @@ def _json_errors[R: HttpRequest, **P](
             return await view(request, *args, **kwargs)
         except NotLoggedIn:
             return json_error(401, "not_authenticated", "Log in to use the API.")
-        except BadKey as exc:
-            refused = json_error(exc.status, exc.code, exc.message)
-            if exc.retry_after is not None:
-                refused["Retry-After"] = str(exc.retry_after)
-            return refused
         except BadRequest as exc:
             return json_error(400, exc.code, exc.message)
         except Refused as exc:

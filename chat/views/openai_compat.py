@@ -20,7 +20,7 @@ from chat.events import ERROR
 from chat.openai_wire import error_body
 from chat.refusals import Refused
 from chat.views.completions import build_request, message_list
-from chat.views.decorators import AuthenticatedRequest, BadKey, NotLoggedIn, Response, logged_in
+from chat.views.decorators import AuthenticatedRequest, NotLoggedIn, Response, logged_in
 from chat.views.responses import BadRequest, EventStream, json_body
 
 # Fields of a message that an SDK's own objects carry back (a previous answer appended to
@@ -55,8 +55,6 @@ def openai_view(*methods: str) -> Callable[[Callable[..., Response]], Callable[.
                 response = await view(await logged_in(request))
             except NotLoggedIn:
                 return _error(401, "invalid_api_key", "Send your API key as a Bearer token.")
-            except BadKey as exc:
-                return _error(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
             except BadRequest as exc:
                 if exc.code == "unknown_model":
                     return _error(404, "model_not_found", exc.message)

@@ -4,6 +4,8 @@
 // the error class it raised.
 import OpenAI from "openai";
 
+import { run } from "./harness.mjs";
+
 const client = new OpenAI({ baseURL: process.env.BASE_URL, apiKey: process.env.API_KEY, maxRetries: 0 });
 
 async function stream(request) {
@@ -44,16 +46,8 @@ async function models() {
   return { ids: page.data.map((model) => model.id) };
 }
 
-const scenarios = { stream, complete, models };
-
-const input = await new Promise((resolve) => {
-  let data = "";
-  process.stdin.on("data", (chunk) => (data += chunk));
-  process.stdin.on("end", () => resolve(data ? JSON.parse(data) : {}));
-});
-try {
-  console.log(JSON.stringify(await scenarios[process.argv[2]](input)));
-} catch (error) {
-  if (!(error instanceof OpenAI.APIError)) throw error;
-  console.log(JSON.stringify({ error: error.constructor.name, status: error.status, code: error.code }));
-}
+await run({ stream, complete, models }, (error) =>
+  error instanceof OpenAI.APIError
+    ? { error: error.constructor.name, status: error.status, code: error.code }
+    : undefined,
+);
