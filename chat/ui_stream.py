@@ -8,13 +8,18 @@ The SDK's text and reasoning come in blocks, each opened and closed (`text-start
 after a tool's result is a new step. Our tools are the SDK's dynamic tools; a tool's
 progress is a transient `data-progress` part, which the SDK passes to `onData` and does
 not keep in the message. So the encoder keeps a little state: one per stream.
+
+`ui_message()` gives a stored message as the SDK's UIMessage, with the parts the stream
+built: what a front-end starts from after a reload.
 """
 
 from collections.abc import Iterable
 from typing import Any
 
 from chat import sse
+from chat.answer import stored_parts
 from chat.events import DELTA, DONE, ERROR, PROGRESS, REASONING, TOOL_END, TOOL_START, Event
+from chat.models import Generation, Message
 
 HEADER = ("x-vercel-ai-ui-message-stream", "v1")
 FINISH_REASONS = {
@@ -117,3 +122,40 @@ def _ending(done: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"type": "abort", "reason": "cancelled"}]
     reason = FINISH_REASONS.get(done["finish_reason"], "other")
     return [{"type": "finish-step"}, {"type": "finish", "finishReason": reason}]
+
+
+def ui_message(message: Message) -> dict[str, Any]:
+    """Return a stored message as the SDK's UIMessage (its `generation` loaded, if any)."""
+    if message.role == Message.Role.USER:
+        return {
+            "id": str(message.pk),
+            "role": "user",
+            "parts": [{"type": "text", "text": message.content}],
+        }
+    generation: Generation | None = getattr(message, "generation", None)
+    layout = generation.event_layout if generation else [len(message.content)]
+    parts: list[dict[str, Any]] = []
+    tools: dict[str, dict[str, Any]] = {}
+    for part in stored_parts(layout, message.content, message.reasoning, message.tool_calls):
+        data = part.data
+        if part.kind in _BLOCKS:
+            kind = _BLOCKS[part.kind]
+            if parts and parts[-1]["type"] == kind:
+                parts[-1]["text"] += data["content"]
+            elif data["content"]:
+                parts.append({"type": kind, "text": data["content"], "state": "done"})
+        elif part.kind == TOOL_START:
+            tools[data["id"]] = {
+                "type": "dynamic-tool",
+                "toolName": data["name"],
+                "toolCallId": data["id"],
+                "state": "input-available",
+                "input": data["arguments"],
+            }
+            parts.append(tools[data["id"]])
+        elif part.kind == TOOL_END and data["id"] in tools:
+            if "error" in data:
+                tools[data["id"]].update(state="output-error", errorText=data["error"]["message"])
+            else:
+                tools[data["id"]].update(state="output-available", output=data["result"])
+    return {"id": str(message.pk), "role": "assistant", "parts": parts}

@@ -3,6 +3,7 @@
 import pytest
 
 from chat.models import Conversation, Message
+from tests.fakeopenai import Reply
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 
@@ -73,7 +74,91 @@ async def test_resuming_or_stopping_a_chat_with_no_answer_running(api, upstream)
 
     resumed = await api.get(f"{UI_CHAT}/chat-1/stream")
     stopped = await api.post(f"{UI_CHAT}/chat-1/stop")
-    unknown = await api.get(f"{UI_CHAT}/chat-2/stream")
 
-    assert (resumed.status, stopped.status, unknown.status) == (204, 202, 404)
+    assert (resumed.status, stopped.status) == (204, 202)
     assert await stopped.json() == {"stopped": False}
+
+
+async def test_resuming_a_chat_not_made_yet_is_204_as_for_one_with_nothing_running(api, upstream):
+    # useChat with resume: true asks before its first message.
+    assert (await api.get(f"{UI_CHAT}/chat-new/stream")).status == 204
+
+
+async def test_another_users_chat_is_404_to_post_stop_or_read(api, bob_api, upstream):
+    await (await api.post(UI_CHAT, body())).body()
+
+    assert (await bob_api.get(f"{UI_CHAT}/chat-1/stream")).status == 204  # nothing of bob's
+    assert (await bob_api.get(f"{UI_CHAT}/chat-1/messages")).status == 404
+    assert (await bob_api.post(f"{UI_CHAT}/chat-1/stop")).status == 404
+    assert (await bob_api.post(UI_CHAT, body(text="Mine now"))).status == 404
+
+
+async def test_the_stored_history_reads_back_as_ui_messages(api, upstream, settings):
+    settings.CHAT_TOOLS = ["chat.tools.builtin.calculator"]
+    function = {"name": "calculator", "arguments": '{"expression": "6*7"}'}
+    call = {"index": 0, "id": "c1", "type": "function", "function": function}
+    upstream.reply_to(
+        "Sum",
+        Reply(
+            tokens=[{"reasoning": "hm"}, {"tool_calls": [call]}],
+            finish_reason="tool_calls",
+            after_tools=Reply(tokens=["42"]),
+        ),
+    )
+    await (await api.post(UI_CHAT, body("Sum"))).body()
+
+    history = (await (await api.get(f"{UI_CHAT}/chat-1/messages")).json())["messages"]
+
+    answer = await Message.objects.aget(role="assistant")
+    assert [(m["role"], m["id"]) for m in history][1] == ("assistant", str(answer.pk))
+    assert history[0]["parts"] == [{"type": "text", "text": "Sum"}]
+    assert history[1]["parts"] == [
+        {"type": "reasoning", "text": "hm", "state": "done"},
+        {
+            "type": "dynamic-tool",
+            "toolName": "calculator",
+            "toolCallId": "c1",
+            "state": "output-available",
+            "input": {"expression": "6*7"},
+            "output": {"value": 42},
+        },
+        {"type": "text", "text": "42", "state": "done"},
+    ]
+
+
+async def test_an_edit_of_the_last_message_answers_it_anew(api, upstream):
+    await (await api.post(UI_CHAT, body("First"))).body()
+    answer = await Message.objects.aget(role="assistant")
+    edited = body("First, edited", messageId="m1")
+
+    await (await api.post(UI_CHAT, edited)).body()
+
+    contents = [m.content async for m in Message.objects.order_by("created_at")]
+    assert contents == ["First, edited", "Echo: First, edited"]
+    assert not await Message.objects.filter(pk=answer.pk).aexists()
+
+
+async def test_an_edit_of_an_earlier_message_is_refused(api, upstream):
+    await (await api.post(UI_CHAT, body("One"))).body()
+    second = body("Two")
+    second["messages"] = [
+        {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "One"}]},
+        {"id": "a1", "role": "assistant", "parts": [{"type": "text", "text": "Echo: One"}]},
+        {"id": "m2", "role": "user", "parts": [{"type": "text", "text": "Two"}]},
+    ]
+    await (await api.post(UI_CHAT, second)).body()
+
+    refused = await api.post(UI_CHAT, body("One, edited", messageId="m1"))
+
+    assert refused.status == 400
+    assert await Message.objects.acount() == 4
+
+
+async def test_regenerating_an_answer_that_is_not_the_last_is_refused(api, upstream):
+    await (await api.post(UI_CHAT, body("One"))).body()
+    answer = await Message.objects.aget(role="assistant")
+
+    stale = await api.post(UI_CHAT, body(trigger="regenerate-message", messageId="nope"))
+    fresh = await api.post(UI_CHAT, body(trigger="regenerate-message", messageId=str(answer.pk)))
+
+    assert (stale.status, fresh.status) == (400, 200)

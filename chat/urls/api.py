@@ -18,4 +18,5 @@ urlpatterns = [
     path("ui/chat", ui_chat.chat, name="ui-chat"),
     path("ui/chat/<str:chat_id>/stream", ui_chat.resume, name="ui-chat-stream"),
     path("ui/chat/<str:chat_id>/stop", ui_chat.stop, name="ui-chat-stop"),
+    path("ui/chat/<str:chat_id>/messages", ui_chat.messages, name="ui-chat-messages"),
 ]

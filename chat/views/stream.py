@@ -5,7 +5,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -79,16 +80,38 @@ def accepts_event_stream(request: HttpRequest) -> bool:
     return "text/event-stream" in request.headers.get("Accept", "")
 
 
+@dataclass(frozen=True)
+class Wire:
+    """A protocol on SSE: how a batch of events is written, the `retry:` field, headers."""
+
+    encode: Callable[[list[Event]], bytes]
+    retry_ms: int | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 def event_stream_response(
-    generation: Generation, batches: AsyncGenerator[list[Event]] | None = None
+    generation: Generation,
+    batches: AsyncGenerator[list[Event]] | None = None,
+    wire: Wire | None = None,
 ) -> EventStream:
-    """Stream a generation's events (by default all of them) as SSE, with heartbeats."""
+    """Stream a generation's events (by default all of them) as SSE, with heartbeats, in
+    our format or in another protocol's (`wire`).
+
+    A reader keeps the answer from being abandoned; a broken event log ends the response
+    (the client reconnects and resumes).
+    """
     batches = batches or events_after(generation, 0, settings.CHAT_SSE_HEARTBEAT)
-    return EventStream(_frames(str(generation.pk), batches))
+    wire = wire or Wire(sse.encode_batch, settings.CHAT_SSE_RETRY_MS)
+    response = EventStream(_frames(str(generation.pk), batches, wire))
+    for name, value in wire.headers.items():
+        response[name] = value
+    return response
 
 
-async def _frames(generation_id: str, batches: AsyncGenerator[list[Event]]) -> AsyncIterator[bytes]:
-    frames = sse.frames(batches, retry_ms=settings.CHAT_SSE_RETRY_MS)
+async def _frames(
+    generation_id: str, batches: AsyncGenerator[list[Event]], wire: Wire
+) -> AsyncIterator[bytes]:
+    frames = sse.frames(batches, retry_ms=wire.retry_ms, encode=wire.encode)
     last_touch = -math.inf  # the first touch follows the first bytes
     try:
         async for frame in frames:

@@ -7,7 +7,8 @@ conversations) and sends its whole message list; the stored history is the truth
 only the new user message is taken from it. The answer runs as every other does (the
 same pipeline, limits, cache, usage and event log), and its stream is the UI message
 stream v1 (chat/ui_stream.py). A reload resumes: `GET <api>/<id>/stream` replays the
-running answer from its start, then goes on live.
+running answer from its start, then goes on live; `GET <api>/<id>/messages` gives the
+stored history as the SDK's messages, to start from.
 """
 
 import re
@@ -15,15 +16,16 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError
-from django.http import Http404, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
-from chat import db, refusals, services, sse
+from chat import db, refusals, services
 from chat import generation as generations
-from chat.models import Conversation, Generation
-from chat.replay import events_after
-from chat.ui_stream import HEADER, UIMessageStream
-from chat.views.decorators import AuthenticatedRequest, api_view
+from chat.eventlog import EventLogUnavailable
+from chat.models import Conversation, Generation, Message
+from chat.ui_stream import HEADER, UIMessageStream, ui_message
+from chat.views.decorators import AuthenticatedRequest, api_stream_view, api_view, logged_in
 from chat.views.responses import BadRequest, EventStream, json_body
+from chat.views.stream import Wire, event_stream_response
 
 CHAT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 TRIGGERS = ("submit-message", "regenerate-message")
@@ -36,44 +38,68 @@ async def chat(request: AuthenticatedRequest) -> HttpResponseBase:
     trigger = data.get("trigger", "submit-message")
     if trigger not in TRIGGERS:
         raise BadRequest("invalid_field", f"'trigger' must be one of: {', '.join(TRIGGERS)}.")
+    edits = data.get("messageId") is not None
     content = None if trigger == "regenerate-message" else _new_message(data.get("messages"))
     found = await _existing(request, chat_id)
-    if content is None:
-        if found is None:
-            raise refusals.nothing_to_answer()
-        posted = await services.answer_again(conversation=found, api_key=request.api_key)
-    elif found is None:
-        posted = await _started(request, chat_id, content)
-    else:
-        posted = await services.message_post(
-            conversation=found, content=content, api_key=request.api_key
-        )
+    try:
+        if content is None:
+            await _check_regenerate(found, data.get("messageId"))
+            assert found is not None
+            posted = await services.answer_again(conversation=found, api_key=request.api_key)
+        elif found is None:
+            posted = await _started(request, chat_id, content)
+        elif edits:
+            await _check_edit(found, len(data["messages"]))
+            posted = await services.answer_again(
+                conversation=found, content=content, api_key=request.api_key
+            )
+        else:
+            posted = await services.message_post(
+                conversation=found, content=content, api_key=request.api_key
+            )
+    except Conversation.DoesNotExist:  # removed meanwhile: a refused first post of this chat
+        raise refusals.busy() from None
     return _stream(posted[1])
 
 
-@api_view("GET")
-async def resume(request: AuthenticatedRequest, chat_id: str) -> HttpResponseBase:
-    """The chat's running answer from its start, then live; 204 when none runs."""
-    running = await _running(await _owned(request, chat_id))
+@api_stream_view
+async def resume(request: HttpRequest, chat_id: str) -> HttpResponseBase:
+    """The chat's running answer from its start, then live; 204 when none runs: also
+    when the chat is not made yet (useChat asks on load, before its first message), or is
+    another user's (nothing of theirs is told)."""
+    user = (await logged_in(request)).user
+    conversation = await db.run(_by_client_id, chat_id)
+    mine = conversation is not None and conversation.owner_id == user.pk
+    running = await db.run(_running, conversation) if mine else None
     return _stream(running) if running else HttpResponse(status=204)
 
 
 @api_view("POST")
 async def stop(request: AuthenticatedRequest, chat_id: str) -> HttpResponseBase:
     """Stop the chat's running answer, as the page's Stop does."""
-    running = await _running(await _owned(request, chat_id))
+    running = await db.run(_running, await _owned(request, chat_id))
     if running is not None:
-        await generations.cancel(running)
+        try:
+            await generations.cancel(running)
+        except EventLogUnavailable:
+            raise refusals.event_log_unavailable() from None
     return JsonResponse({"stopped": running is not None}, status=202)
+
+
+@api_view("GET")
+async def messages(request: AuthenticatedRequest, chat_id: str) -> HttpResponseBase:
+    """The chat's stored messages as the SDK's UIMessages: what useChat starts from."""
+    conversation = await _owned(request, chat_id)
+    stored = await db.run(
+        lambda: list(conversation.messages.select_related("generation").order_by("created_at"))
+    )
+    return JsonResponse({"messages": [ui_message(message) for message in stored]})
 
 
 def _stream(generation: Generation) -> EventStream:
     chunks = UIMessageStream(str(generation.message_id))
-    batches = events_after(generation, 0, settings.CHAT_SSE_HEARTBEAT)
     # No `retry:` field: the SDK would read it as a chunk.
-    response = EventStream(sse.frames(batches, retry_ms=None, encode=chunks.encode))
-    response[HEADER[0]] = HEADER[1]
-    return response
+    return event_stream_response(generation, wire=Wire(chunks.encode, None, dict([HEADER])))
 
 
 def _chat_id(value: Any) -> str:
@@ -107,7 +133,7 @@ def _new_message(messages: Any) -> str:
 
 async def _existing(request: AuthenticatedRequest, chat_id: str) -> Conversation | None:
     """Return the user's conversation of this chat id, None if there is none; another's: 404."""
-    found = await Conversation.objects.filter(client_id=chat_id).afirst()
+    found = await db.run(_by_client_id, chat_id)
     if found is not None and found.owner_id != request.user.pk:
         raise Http404("No such chat.")
     return found
@@ -123,13 +149,36 @@ async def _started(request: AuthenticatedRequest, chat_id: str, content: str) ->
         raise refusals.busy() from None
 
 
+async def _check_regenerate(conversation: Conversation | None, message_id: Any) -> None:
+    """Regenerate answers the last question anew: the answer named must be the last."""
+    if conversation is None:
+        raise refusals.nothing_to_answer()
+    if message_id is None:
+        return
+    last = await conversation.messages.filter(role=Message.Role.ASSISTANT).alast()
+    if last is None or str(last.pk) != str(message_id):
+        raise BadRequest("invalid_field", "Only the last answer can be answered anew.")
+
+
+async def _check_edit(conversation: Conversation, sent: int) -> None:
+    """An edit replaces the last message of the user: the one the client's list ends at."""
+    roles = [role async for role in conversation.messages.values_list("role", flat=True)]
+    users = [index for index, role in enumerate(roles) if role == Message.Role.USER]
+    if not users or users[-1] != sent - 1:
+        raise BadRequest("invalid_field", "Only the last message can be edited.")
+
+
 async def _owned(request: AuthenticatedRequest, chat_id: str) -> Conversation:
-    found = await Conversation.objects.owned_by(request.user).filter(client_id=chat_id).afirst()
-    if found is None:
+    found = await db.run(_by_client_id, chat_id)
+    if found is None or found.owner_id != request.user.pk:
         raise Http404("No such chat.")
     return found
 
 
-async def _running(conversation: Conversation) -> Generation | None:
+def _by_client_id(chat_id: str) -> Conversation | None:
+    return Conversation.objects.filter(client_id=chat_id).first()
+
+
+def _running(conversation: Conversation) -> Generation | None:
     running = Generation.objects.running().select_related("message", "conversation")
-    return await db.run(lambda: running.filter(conversation=conversation).first())
+    return running.filter(conversation=conversation).first()
