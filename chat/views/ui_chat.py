@@ -69,8 +69,9 @@ async def resume(request: HttpRequest, chat_id: str) -> HttpResponseBase:
     another user's (nothing of theirs is told)."""
     user = (await logged_in(request)).user
     conversation = await db.run(_by_client_id, chat_id)
-    mine = conversation is not None and conversation.owner_id == user.pk
-    running = await db.run(_running, conversation) if mine else None
+    if conversation is None or conversation.owner_id != user.pk:
+        return HttpResponse(status=204)
+    running = await db.run(_running, conversation)
     return _stream(running) if running else HttpResponse(status=204)
 
 
