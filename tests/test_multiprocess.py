@@ -37,7 +37,9 @@ def server_env(fake_openai) -> dict[str, str]:
         "CHAT_MODEL": "gpt-test",
         "CHAT_MODELS": "gpt-test",
         "CHAT_UPSTREAM_MAX_RETRIES": "0",
-        "CHAT_LIVENESS_INTERVAL": "0.2",
+        # The producer's alive mark lives three intervals, at least a second: 0.5 gives
+        # 2 s, so a cold process's first answer on a loaded machine is not taken for dead.
+        "CHAT_LIVENESS_INTERVAL": "0.5",
         "CHAT_SWEEP_INTERVAL": "0",
         "CHAT_CACHE_TTL": "0",  # every answer comes from the model: these tests stream
         "LOG_LEVEL": "WARNING",
