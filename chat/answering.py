@@ -28,7 +28,7 @@ from chat import answer_cache, context, failures, provider, turns
 from chat.answer import Answer, stored_parts
 from chat.answer_cache import CachedAnswer
 from chat.deltas import ToolCall
-from chat.events import CLIENT_TOOL_CALLS, DELTA, TOOL_END, Part
+from chat.events import CLIENT_TOOL_CALLS, DELTA, TOOL_END, TOOL_START, Part
 from chat.events import usage as token_usage
 from chat.failures import Failure
 from chat.provider import TOOLS_REFUSED, Finish, ProviderError
@@ -114,8 +114,10 @@ async def answer_parts(prepared: Prepared, answer: Answer) -> AsyncGenerator[Par
             for call in calls:
                 async for part in _tool_parts(call, prepared, deadline):
                     yield part
-                    if part.kind == TOOL_END:
-                        records.append({**part.data, "arguments": _arguments_of(call)})
+                    if part.kind == TOOL_START:
+                        arguments = part.data["arguments"]  # as the runner parsed them
+                    elif part.kind == TOOL_END:
+                        records.append({**part.data, "arguments": arguments})
             messages += turns.round_messages("".join(finished.text), records)
     except ProviderError as exc:
         answer.failure = Failure(exc.code, exc.message)
@@ -184,13 +186,6 @@ def _client_tool_calls(calls: list[ToolCall]) -> Part:
     """The calls the model asked of a client that sent its own tools, as it wrote them."""
     asked = [{"id": call.id, "name": call.name, "arguments": call.arguments} for call in calls]
     return Part(CLIENT_TOOL_CALLS, {"calls": asked})
-
-
-def _arguments_of(call: ToolCall) -> dict[str, Any]:
-    try:
-        return runner.parsed_arguments(call)
-    except runner.ArgumentsRefused:
-        return {}
 
 
 def _count(answer: Answer, this_round: _Round) -> None:

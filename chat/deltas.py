@@ -5,7 +5,8 @@ A `chat.completion.chunk`'s delta may hold text (`content`), the model's thinkin
 (`reasoning`, as vLLM, Ollama and OpenRouter send it, or `reasoning_content`, as DeepSeek
 and llama.cpp do, or `<think>…</think>` inline in the text) and fragments of tool calls
 (`tool_calls[]`, joined by `index`). `DeltaReader` turns the chunks of one network read
-into answer parts, runs of one kind joined, and gathers the tool calls until the end.
+into answer parts, and gathers the tool calls until the end; `joined()` makes the parts
+of one read one part per run of a kind.
 Anything of the wrong shape raises `Malformed`: model output is untrusted input.
 """
 
@@ -174,23 +175,18 @@ class DeltaReader:
         self.thinking = InlineThinking()
         self.tool_calls = ToolCallFragments()
 
-    def parts(self, deltas: list[dict[str, Any]]) -> list[Part]:
-        """Return the parts of the deltas of one read, adjacent parts of a kind joined."""
-        parts: list[Part] = []
-        for delta in deltas:
-            if not isinstance(delta, dict):
-                raise Malformed("a delta must be an object")
-            reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-            content = delta.get("content")
-            if not isinstance(reasoning, str | None) or not isinstance(content, str | None):
-                raise Malformed("a delta's content and reasoning must be strings")
-            if reasoning:
-                parts.append(Part.reasoning(reasoning))
-            if content:
-                parts += self.thinking.feed(content)
-            if delta.get("tool_calls") is not None:
-                self.tool_calls.feed(delta["tool_calls"])
-        return joined(parts)
+    def read(self, delta: dict[str, Any]) -> list[Part]:
+        """Return the parts of one delta (the caller joins those of a read, `joined()`)."""
+        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+        content = delta.get("content")
+        if not isinstance(reasoning, str | None) or not isinstance(content, str | None):
+            raise Malformed("a delta's content and reasoning must be strings")
+        parts = [Part.reasoning(reasoning)] if reasoning else []
+        if content:
+            parts += self.thinking.feed(content)
+        if delta.get("tool_calls") is not None:
+            self.tool_calls.feed(delta["tool_calls"])
+        return parts
 
     def end(self) -> list[Part]:
         return self.thinking.flush()

@@ -165,7 +165,7 @@ async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[Part | Finish]:
 
 def _read(reader: DeltaReader, delta: dict[str, Any], chunk: dict[str, Any]) -> list[Part]:
     try:
-        return reader.parts([delta])
+        return reader.read(delta)
     except Malformed as exc:
         raise _malformed(repr(chunk).encode()) from exc
 

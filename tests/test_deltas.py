@@ -12,6 +12,7 @@ from chat.deltas import (
     InlineThinking,
     Malformed,
     ToolCall,
+    joined,
 )
 from chat.events import DELTA, REASONING
 
@@ -65,7 +66,8 @@ def test_an_unclosed_think_block_is_all_reasoning():
 
 
 def kinds(reader: DeltaReader, deltas: list[dict]) -> list[tuple[str, str]]:
-    return [(part.kind, part.data["content"]) for part in reader.parts(deltas)]
+    parts = joined([part for delta in deltas for part in reader.read(delta)])
+    return [(part.kind, part.data["content"]) for part in parts]
 
 
 def test_both_reasoning_fields_become_reasoning_and_one_read_is_joined_by_kind():
@@ -82,7 +84,7 @@ def test_both_reasoning_fields_become_reasoning_and_one_read_is_joined_by_kind()
 def calls_of(fragment_lists: list[list[dict]]) -> list[ToolCall]:
     reader = DeltaReader()
     for fragments in fragment_lists:
-        reader.parts([{"tool_calls": fragments}])
+        reader.read({"tool_calls": fragments})
     return reader.tool_calls.calls()
 
 
@@ -146,7 +148,7 @@ def test_arguments_past_the_limit_are_cut_off_and_marked():
 )
 def test_a_delta_of_the_wrong_shape_is_malformed(delta):
     with pytest.raises(Malformed):
-        DeltaReader().parts([delta])
+        DeltaReader().read(delta)
 
 
 @pytest.mark.parametrize("bad_id", ["\ud800", "a\x00b", "x" * 101, "with space", ""])

@@ -34,7 +34,7 @@ _threads = ThreadPoolExecutor(TOOL_THREADS, thread_name_prefix="tool")
 _free_threads = threading.BoundedSemaphore(TOOL_THREADS)
 
 
-class ArgumentsRefused(Exception):
+class _Refused(Exception):
     """Arguments no tool may be run with."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -46,8 +46,8 @@ async def run(call: ToolCall, tools: Sequence[Tool], user: Any) -> AsyncGenerato
     """Yield the events of one tool call, from its start to its end."""
     tool = next((offered for offered in tools if offered.name == call.name), None)
     try:
-        arguments = parsed_arguments(call)
-    except ArgumentsRefused as refused:
+        arguments = _parsed_arguments(call)
+    except _Refused as refused:
         yield _start(call, {})
         yield _end(call, error=refused.error)
         return
@@ -63,29 +63,27 @@ async def run(call: ToolCall, tools: Sequence[Tool], user: Any) -> AsyncGenerato
         yield part
 
 
-def parsed_arguments(call: ToolCall) -> dict[str, Any]:
-    """Return the call's arguments as an object, or raise ArgumentsRefused saying why not."""
+def _parsed_arguments(call: ToolCall) -> dict[str, Any]:
+    """Return the call's arguments as an object, or raise _Refused saying why not."""
     if call.truncated:
-        raise ArgumentsRefused("invalid_arguments", "The arguments are too long.")
+        raise _Refused("invalid_arguments", "The arguments are too long.")
     try:
         arguments = json.loads(call.arguments or "{}", parse_constant=_no_constant)
     except (ValueError, RecursionError):
-        raise ArgumentsRefused("invalid_arguments", "The arguments are not valid JSON.") from None
+        raise _Refused("invalid_arguments", "The arguments are not valid JSON.") from None
     if not isinstance(arguments, dict):
-        raise ArgumentsRefused("invalid_arguments", "The arguments must be a JSON object.")
+        raise _Refused("invalid_arguments", "The arguments must be a JSON object.")
     if schema.depth(arguments) > schema.MAX_DEPTH:
-        raise ArgumentsRefused("invalid_arguments", "The arguments nest too deeply.")
+        raise _Refused("invalid_arguments", "The arguments nest too deeply.")
     try:
         text = json.dumps(arguments, ensure_ascii=False, allow_nan=False)
         text.encode()
     except ValueError:  # 1e999 is read as infinity
-        raise ArgumentsRefused(
-            "invalid_arguments", "The arguments hold a number too large."
-        ) from None
+        raise _Refused("invalid_arguments", "The arguments hold a number too large.") from None
     except UnicodeEncodeError:  # a lone surrogate, written as an escape
-        raise ArgumentsRefused("invalid_arguments", "The arguments are not valid text.") from None
+        raise _Refused("invalid_arguments", "The arguments are not valid text.") from None
     if "\x00" in text or "\\u0000" in text:
-        raise ArgumentsRefused("invalid_arguments", "The arguments hold a NUL character.")
+        raise _Refused("invalid_arguments", "The arguments hold a NUL character.")
     return arguments
 
 
