@@ -30,6 +30,14 @@ class Conversation(models.Model):
         unique=True,
         help_text="The chat's own id in an AI SDK front-end (/api/ui/chat).",
     )
+    current_leaf = models.ForeignKey(
+        "Message",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The last message of the branch on screen (chat/branches.py).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -67,6 +75,14 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, models.CASCADE, related_name="messages")
+    parent = models.ForeignKey(
+        "self",
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The message this one follows; siblings are versions of one turn.",
+    )
     role = models.CharField(max_length=16, choices=Role)
     content = models.TextField(blank=True)
     reasoning = models.TextField(
@@ -255,3 +271,136 @@ class ApiKey(models.Model):
     def is_active(self) -> bool:
         expired = self.expires_at is not None and self.expires_at <= timezone.now()
         return self.revoked_at is None and not expired
+
+
+def attachment_path(attachment: "Attachment", filename: str) -> str:
+    # The user's file name is never part of a path: it is shown, not trusted.
+    extension = Attachment.EXTENSIONS.get(attachment.content_type, "bin")
+    return f"attachments/{attachment.owner_id}/{attachment.pk}.{extension}"
+
+
+def thumbnail_path(attachment: "Attachment", filename: str) -> str:
+    return f"attachments/{attachment.owner_id}/{attachment.pk}-thumb.webp"
+
+
+class AttachmentQuerySet(models.QuerySet["Attachment"]):
+    def owned_by(self, user: Any) -> "AttachmentQuerySet":
+        return self.filter(owner=user)
+
+    def unsent(self) -> "AttachmentQuerySet":
+        """Uploaded, not yet sent with a message."""
+        return self.filter(message=None)
+
+
+class Attachment(models.Model):
+    """A file sent with a user's message: an image the model sees, or text it reads."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        TEXT = "text"
+        PDF = "pdf"
+
+    EXTENSIONS = {
+        "image/png": "png",
+        "image/jpeg": "jpg",
+        "image/webp": "webp",
+        "image/gif": "gif",
+        "application/pdf": "pdf",
+        "text/plain": "txt",
+    }
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(
+        Message,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="attachments",
+        help_text="The message it was sent with; none: uploaded, not sent yet.",
+    )
+    kind = models.CharField(max_length=8, choices=Kind)
+    name = models.CharField(max_length=255, help_text="The file's name as uploaded: shown only.")
+    content_type = models.CharField(max_length=100, help_text="As its content says, not its name.")
+    size = models.PositiveIntegerField()
+    file = models.FileField(upload_to=attachment_path, max_length=200)
+    thumbnail = models.FileField(upload_to=thumbnail_path, max_length=200, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    text = models.TextField(blank=True, help_text="The text read from a text file or a PDF.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AttachmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
+    def owned_by(self, user: Any) -> "ShareLinkQuerySet":
+        return self.filter(conversation__owner=user)
+
+    def active(self) -> "ShareLinkQuerySet":
+        return self.filter(revoked_at=None)
+
+
+class ShareLink(models.Model):
+    """A read-only view of a conversation's branch, up to `leaf`, for anyone with the URL."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, models.CASCADE, related_name="share_links")
+    leaf = models.ForeignKey(
+        Message,
+        models.CASCADE,
+        related_name="+",
+        help_text="The last message shown: the branch on screen when it was shared.",
+    )
+    token = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Share of {self.conversation}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("shared", args=[self.token])
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class FeedbackQuerySet(models.QuerySet["Feedback"]):
+    def owned_by(self, user: Any) -> "FeedbackQuerySet":
+        return self.filter(message__conversation__owner=user)
+
+
+class Feedback(models.Model):
+    """What the user thought of an answer: thumbs up or down, and why."""
+
+    class Rating(models.TextChoices):
+        UP = "up", "Good"
+        DOWN = "down", "Bad"
+
+    message = models.OneToOneField(Message, models.CASCADE, related_name="feedback")
+    rating = models.CharField(max_length=4, choices=Rating)
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = FeedbackQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on {self.message_id}"
