@@ -9,12 +9,17 @@ from django.utils import timezone
 
 from chat import generation as generations
 from chat import usage
+from chat.branches import Tree
 from chat.export import tool_call_text
 from chat.models import ApiKey, Conversation, Generation, Message, Usage
 
 
 class MessageInline(admin.StackedInline[Message, Conversation]):
-    """The transcript, read-only: editing a past message would falsify the history."""
+    """The transcript, read-only: editing a past message would falsify the history.
+
+    It follows the branch on screen (chat/branches.py); `version` tells where a message
+    stands among the versions of its turn.
+    """
 
     model = Message
     extra = 0
@@ -22,6 +27,7 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
     show_change_link = False
     fields = (
         "role",
+        "version",
         "status",
         "reasoning",
         "content",
@@ -35,6 +41,26 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        branch = [m.pk for m in Tree(obj.messages.all()).current(obj)] if obj is not None else []
+
+        class BranchFormSet(formset):  # type: ignore[valid-type,misc]
+            def get_queryset(self) -> QuerySet[Message]:
+                shown: QuerySet[Message] = super().get_queryset()
+                return shown.filter(pk__in=branch)
+
+        return BranchFormSet
+
+    @admin.display(description="version")
+    def version(self, message: Message) -> str:
+        siblings = list(
+            Message.objects.filter(conversation=message.conversation_id, parent=message.parent_id)
+            .order_by("created_at")
+            .values_list("pk", flat=True)
+        )
+        return f"{siblings.index(message.pk) + 1} of {len(siblings)}" if len(siblings) > 1 else "-"
 
     @admin.display(description="tokens (prompt / completion)")
     def tokens(self, message: Message) -> str:

@@ -52,7 +52,7 @@ class Answer:
         answer = cls(failure=failure)
         for part in parts:
             answer.add(part)
-        answer.thinking = None  # rebuilt, not timed
+        answer.thinking = answer.first_token = None  # rebuilt, not timed
         return answer
 
     def add(self, part: Part) -> None:

@@ -28,7 +28,7 @@ class Tree:
 
     def __init__(self, messages: Iterable[Message]) -> None:
         self.messages = sorted(messages, key=lambda m: (m.created_at, str(m.pk)))
-        self.by_id = {message.pk: message for message in self.messages}
+        self.by_id: dict[Any, Message] = {message.pk: message for message in self.messages}
         self.children: dict[Any, list[Message]] = defaultdict(list)
         for message in self.messages:
             self.children[message.parent_id].append(message)

@@ -17,11 +17,24 @@ from typing import Any
 import httpx2
 from django.conf import settings
 
+from chat.turns import CONTINUE_PROMPT
+
 DEMO_MODEL = "demo"
 TOKEN = re.compile(r"\s*\S+|\s+")
 # Arithmetic in a question: digits joined by operators, as people write them.
 ARITHMETIC = re.compile(r"[-(]*\d[\d.,\s]*(?:[-+*/\u00d7\u00f7^%][\s(]*\d[\d.,\s)]*)+")
 TIME_ZONE = re.compile(r"\b[A-Z][a-z]+/[A-Z][A-Za-z_]+\b")
+# Asked for a "long" answer, the demo stops at this many tokens, as a real model would at
+# its length limit, so Continue can be tried offline.
+LENGTH_LIMIT = 120
+LONG_TAIL = (
+    "\n\nYou asked for a long answer, so here is more. A real model stops when it reaches "
+    "the length limit of its answer, often in the middle of a sentence. The page then "
+    "says the answer was cut off and offers **Continue**: the model is asked to go on from "
+    "exactly where it stopped, and what it writes is added to the same answer, streamed "
+    "like the rest. Stopping an answer yourself offers Continue too. This sentence is "
+    "the end of the demo's long answer.\n"
+)
 
 
 def demo_answer(messages: list[dict[str, Any]]) -> str:
@@ -50,6 +63,8 @@ def demo_deltas(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     offered = {tool["function"]["name"] for tool in body.get("tools") or []}
     if messages and messages[-1].get("role") == "tool":
         return _tokens("content", _from_tool_results(messages)), "stop"
+    if _continuing(messages):
+        return _tokens("content", _rest(messages)), "stop"
     question = _question(messages)
     call = _tool_call(question, offered)
     if call:
@@ -57,7 +72,37 @@ def demo_deltas(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     thinking = []
     if "think" in question.lower():
         thinking = _tokens("reasoning", _thoughts(question))
-    return thinking + _tokens("content", demo_answer(messages)), "stop"
+    answer = _tokens("content", _full_answer(messages))
+    if _asks_long(messages):
+        return thinking + answer[:LENGTH_LIMIT], "length"
+    return thinking + answer, "stop"
+
+
+def _asks_long(messages: list[dict[str, Any]]) -> bool:
+    return "long" in _question(messages).lower().split()
+
+
+def _full_answer(messages: list[dict[str, Any]]) -> str:
+    """The demo's answer; asked for something long, a longer one (cut off when first sent)."""
+    answer = demo_answer(messages)
+    return answer + LONG_TAIL if _asks_long(messages) else answer
+
+
+def _continuing(messages: list[dict[str, Any]]) -> bool:
+    return (
+        len(messages) >= 2
+        and messages[-1].get("content") == CONTINUE_PROMPT
+        and messages[-2].get("role") == "assistant"
+    )
+
+
+def _rest(messages: list[dict[str, Any]]) -> str:
+    """Go on with the answer that was cut off: what is left of the one it began."""
+    written = str(messages[-2].get("content") or "")
+    full = _full_answer(messages[:-2])
+    if full.startswith(written):
+        return full[len(written) :] or " (That was all.)"
+    return " (The offline demo model cannot go on from here: it only knows its own answers.)"
 
 
 def _question(messages: list[dict[str, Any]]) -> str:

@@ -161,7 +161,8 @@ def _store(generation: Generation, answer: Answer) -> bool:
 def _write_message(message: Message, answer: Answer) -> None:
     message.content = answer.text
     message.reasoning = answer.reasoning_text
-    message.thinking_seconds = answer.thinking_seconds
+    if answer.thinking_seconds is not None:  # else as stored: rebuilt or continued, not timed
+        message.thinking_seconds = answer.thinking_seconds
     message.tool_calls = answer.tool_calls
     if answer.failure:
         message.status = Message.Status.ERROR

@@ -19,10 +19,11 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from chat import answering, db, ending, failures, logs, titles, tools
-from chat.answer import Answer
+from chat.answer import Answer, stored_parts
 from chat.answering import Prepared
 from chat.ending import LOG_FAILURES
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
+from chat.events import Part
 from chat.models import Generation, Message
 
 logger = logging.getLogger(__name__)
@@ -36,10 +37,16 @@ _interrupts: dict[str, asyncio.Future[None]] = {}
 async def start(generation: Generation) -> None:
     """Open the generation's log and run it in the background; return at once.
 
+    A generation that continues an answer starts from that answer's stored events: they
+    are its log's first, so its stream is the whole answer.
+
     Raises EventLogUnavailable, having ended the answer, when the log cannot be opened.
     """
+    key = str(generation.pk)
     try:
-        await get_event_log().open(str(generation.pk))
+        await get_event_log().open(key)
+        if generation.event_layout:
+            await get_event_log().append(key, _continued(generation))
     except EventLogUnavailable:
         await ending.fail(generation, failures.EVENT_LOG_UNAVAILABLE)
         raise
@@ -105,7 +112,7 @@ async def run(generation_id: Any) -> None:
         tools=tools.offered_to(generation.model),
         user=generation.conversation.owner,
     )
-    answer = Answer()
+    answer = Answer.of(_continued(generation))
     try:
         await _produce(generation, prepared, answer)
     except LogClosed:
@@ -205,6 +212,15 @@ async def _abandoned(key: str) -> bool:
         return False
     last_read = await get_event_log().last_read(key)
     return last_read is not None and time.time() - last_read > settings.CHAT_ABANDON_AFTER
+
+
+def _continued(generation: Generation) -> list[Part]:
+    """Return the parts the answer held before this generation began: none, or those
+    of the answer it continues."""
+    message = generation.message
+    return stored_parts(
+        generation.event_layout, message.content, message.reasoning, message.tool_calls
+    )
 
 
 def _load(generation_id: Any) -> Generation:

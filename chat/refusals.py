@@ -28,6 +28,19 @@ def nothing_to_answer() -> Refused:
     return Refused(409, "nothing_to_answer", "This conversation has no message of yours to answer.")
 
 
+def nothing_to_continue() -> Refused:
+    return Refused(
+        409,
+        "nothing_to_continue",
+        "Only an answer cut off at the length limit, or stopped, can be continued.",
+    )
+
+
+def no_such_message(role: str | None = None) -> Refused:
+    what = {"user": "a message of yours", "assistant": "an answer"}.get(role or "", "a message")
+    return Refused(400, "invalid_message", f"That is not {what} in this conversation.")
+
+
 def event_log_unavailable() -> Refused:
     failure = failures.EVENT_LOG_UNAVAILABLE
     return Refused(503, failure.code, failure.message, retry_after=2)

@@ -7,6 +7,7 @@ from chat.models import Conversation, Generation, Message
 
 class MessageDict(TypedDict):
     id: str
+    parent_id: str | None
     role: str
     content: str
     reasoning: str
@@ -24,7 +25,9 @@ class ConversationDict(TypedDict):
     system_prompt: str
     created_at: str
     updated_at: str
+    current_leaf_id: str | None
     messages: NotRequired[list[MessageDict]]
+    branch: NotRequired[list[str]]
 
 
 class GenerationDict(TypedDict):
@@ -41,12 +44,14 @@ def conversation_dict(conversation: Conversation) -> ConversationDict:
         "system_prompt": conversation.system_prompt,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
+        "current_leaf_id": _id(conversation.current_leaf_id),
     }
 
 
 def message_dict(message: Message) -> MessageDict:
     data: MessageDict = {
         "id": str(message.pk),
+        "parent_id": _id(message.parent_id),
         "role": message.role,
         "content": message.content,
         "reasoning": message.reasoning,
@@ -58,6 +63,10 @@ def message_dict(message: Message) -> MessageDict:
     if message.status == Message.Status.ERROR:
         data["error"] = {"code": message.error_code, "message": message.error_message}
     return data
+
+
+def _id(pk: Any) -> str | None:
+    return None if pk is None else str(pk)
 
 
 def generation_dict(generation: Generation, stream_url: str) -> GenerationDict:

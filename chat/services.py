@@ -1,14 +1,18 @@
 """
 Conversations and messages: the writes the views ask for, each in one transaction.
 
-Posting a message and answering again are the one way an answer of a conversation
-starts, from the pages and the API alike: the rows are written, then the answer is
-started; whatever stops it first is a `Refused` (chat/refusals.py).
+Posting a message, answering again and continuing are the one way an answer of a
+conversation starts, from the pages and the API alike: the rows are written, then the
+answer is started; whatever stops it first is a `Refused` (chat/refusals.py).
+
+Nothing said is ever deleted: a new answer to a question, or an edited question, is a
+new version beside the old one (chat/branches.py), and becomes the branch on screen.
 """
 
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +22,16 @@ from django.db import transaction
 
 from chat import context, db, limits, logs, refusals, tools, turns
 from chat import generation as generations
+from chat.branches import Tree, leaf_after_switch
 from chat.eventlog import EventLogUnavailable
 from chat.models import ApiKey, Conversation, Generation, Message
 from chat.refusals import Refused
 from chat.titles import shortened
 
 type Posted = tuple[Message, Generation]
+
+# `parent_id` of a new message: after the last message of the branch on screen.
+AT_LEAF: Any = object()
 
 
 async def conversation_create(
@@ -69,24 +77,52 @@ async def conversation_start(
 
 
 async def message_post(
-    *, conversation: Conversation, content: str, api_key: ApiKey | None = None
+    *,
+    conversation: Conversation,
+    content: str,
+    api_key: ApiKey | None = None,
+    parent_id: Any = AT_LEAF,
 ) -> Posted:
     """Save the user's message and an empty answer, and start answering; or raise Refused.
 
-    `api_key`: the key the answer is asked for with, charged with its usage.
+    `parent_id`: the answer the message follows (None: a new first message); by default
+    the last message on screen. `api_key`: the key the answer is asked for with, charged
+    with its usage.
     """
-    return await _started(await _write(_message_post, conversation.pk, content, Asker.now(api_key)))
+    asker = Asker.now(api_key)
+    return await _started(await _write(_message_post, conversation.pk, content, asker, parent_id))
 
 
 async def answer_again(
-    *, conversation: Conversation, content: str | None = None, api_key: ApiKey | None = None
+    *,
+    conversation: Conversation,
+    content: str | None = None,
+    question_id: Any = None,
+    api_key: ApiKey | None = None,
 ) -> Posted:
-    """Answer the user's last message anew (regenerate), its text replaced if given (edit).
+    """Answer a question of the user's anew, as a new version of its answer (regenerate).
 
-    The answers after that message are deleted: the conversation goes on from the new one.
+    With `content`, the question is asked anew with that text instead, as a new version
+    of the question (edit). `question_id`: by default the last question on screen.
     Raises Refused.
     """
-    return await _started(await _write(_answer_again, conversation.pk, content, Asker.now(api_key)))
+    asker = Asker.now(api_key)
+    written = await _write(_answer_again, conversation.pk, content, question_id, asker)
+    return await _started(written)
+
+
+async def answer_continue(*, conversation: Conversation, api_key: ApiKey | None = None) -> Posted:
+    """Have the model write on where the last answer on screen stopped, into that answer.
+
+    Only an answer cut off at the length limit or stopped by the user goes on. Raises
+    Refused.
+    """
+    return await _started(await _write(_answer_continue, conversation.pk, Asker.now(api_key)))
+
+
+async def branch_switch(*, conversation: Conversation, message_id: Any) -> None:
+    """Show the branch through this message: down to its newest answer. Raises Refused."""
+    await _write(_branch_switch, conversation.pk, message_id)
 
 
 async def _started(posted: Posted) -> Posted:
@@ -145,28 +181,104 @@ class Asker:
         return cls(logs.request_id.get(), api_key)
 
 
-def _message_post(conversation_id: Any, content: str, asker: Asker) -> Posted:
+def _message_post(
+    conversation_id: Any, content: str, asker: Asker, parent_id: Any = AT_LEAF
+) -> Posted:
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
-        question = Message.objects.create(
-            conversation=conversation, role=Message.Role.USER, content=content
-        )
+        if parent_id is AT_LEAF:
+            parent = _leaf(conversation)
+        elif parent_id is None:
+            parent = None
+        else:
+            parent = _message_of(conversation, parent_id, Message.Role.ASSISTANT)
+        question = _ask(conversation, parent, content)
         if not conversation.title:
             conversation.title = shortened(content)
-        return question, _start_answer(conversation, asker, regenerated=False)
+        return question, _start_answer(conversation, question, asker, regenerated=False)
 
 
-def _answer_again(conversation_id: Any, content: str | None, asker: Asker) -> Posted:
+def _answer_again(
+    conversation_id: Any, content: str | None, question_id: Any, asker: Asker
+) -> Posted:
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
-        question = conversation.messages.filter(role=Message.Role.USER).last()
-        if question is None:
-            raise refusals.nothing_to_answer()
+        if question_id is None:
+            question = _last_question(conversation)
+        else:
+            question = _message_of(conversation, question_id, Message.Role.USER)
         if content is not None:
-            question.content = content
-            question.save(update_fields=["content", "updated_at"])
-        conversation.messages.filter(created_at__gt=question.created_at).delete()
-        return question, _start_answer(conversation, asker, regenerated=True)
+            question = _ask(conversation, question.parent, content)
+        return question, _start_answer(conversation, question, asker, regenerated=True)
+
+
+def _answer_continue(conversation_id: Any, asker: Asker) -> Posted:
+    with transaction.atomic():
+        conversation = _lock_idle(conversation_id)
+        answer = _leaf(conversation)
+        if answer is None or not can_continue(answer):
+            raise refusals.nothing_to_continue()
+        assert answer.parent is not None  # an answer always follows a question
+        limits.admit(conversation.owner)
+        try:
+            return answer.parent, _continue_answer(conversation, answer, asker)
+        except BaseException:
+            limits.release(conversation.owner_id)
+            raise
+
+
+def _branch_switch(conversation_id: Any, message_id: Any) -> None:
+    with transaction.atomic():
+        conversation = _lock_idle(conversation_id)
+        leaf = leaf_after_switch(Tree(conversation.messages.all()), _parse_id(message_id))
+        if leaf is None:
+            raise refusals.no_such_message()
+        conversation.current_leaf = leaf
+        conversation.save(update_fields=["current_leaf"])
+
+
+def can_continue(message: Message) -> bool:
+    """Tell whether an answer may be continued: cut off at the length limit, or stopped."""
+    return message.role == Message.Role.ASSISTANT and (
+        message.status == Message.Status.CANCELLED
+        or (message.status == Message.Status.COMPLETE and message.finish_reason == "length")
+    )
+
+
+def _leaf(conversation: Conversation) -> Message | None:
+    """Return the last message on screen."""
+    if conversation.current_leaf_id is not None:
+        return Message.objects.get(pk=conversation.current_leaf_id)
+    branch = Tree(conversation.messages.all()).current(conversation)
+    return branch[-1] if branch else None
+
+
+def _last_question(conversation: Conversation) -> Message:
+    leaf = _leaf(conversation)
+    question = leaf.parent if leaf is not None and leaf.role == Message.Role.ASSISTANT else leaf
+    if question is None:
+        raise refusals.nothing_to_answer()
+    return question
+
+
+def _message_of(conversation: Conversation, message_id: Any, role: str) -> Message:
+    found = conversation.messages.filter(pk=_parse_id(message_id), role=role).first()
+    if found is None:
+        raise refusals.no_such_message(role)
+    return found
+
+
+def _parse_id(message_id: Any) -> Any:
+    try:
+        return uuid.UUID(str(message_id))
+    except ValueError:
+        raise refusals.no_such_message() from None
+
+
+def _ask(conversation: Conversation, parent: Message | None, content: str) -> Message:
+    return Message.objects.create(
+        conversation=conversation, parent=parent, role=Message.Role.USER, content=content
+    )
 
 
 def _lock_idle(conversation_id: Any) -> Conversation:
@@ -182,28 +294,34 @@ def _lock_idle(conversation_id: Any) -> Conversation:
     return conversation
 
 
-def _start_answer(conversation: Conversation, asker: Asker, *, regenerated: bool) -> Generation:
-    """Create the empty answer and its generation, within the user's limits."""
+def _start_answer(
+    conversation: Conversation, question: Message, asker: Asker, *, regenerated: bool
+) -> Generation:
+    """Create the empty answer to `question` and its generation, within the user's limits."""
     limits.admit(conversation.owner)
     try:
-        return _create_answer(conversation, asker, regenerated=regenerated)
+        return _create_answer(conversation, question, asker, regenerated=regenerated)
     except BaseException:
         limits.release(conversation.owner_id)
         raise
 
 
-def _create_answer(conversation: Conversation, asker: Asker, *, regenerated: bool) -> Generation:
+def _create_answer(
+    conversation: Conversation, question: Message, asker: Asker, *, regenerated: bool
+) -> Generation:
     answer = Message.objects.create(
         conversation=conversation,
+        parent=question,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
     )
-    conversation.save(update_fields=["title", "updated_at"])
+    conversation.current_leaf = answer
+    conversation.save(update_fields=["title", "current_leaf", "updated_at"])
     return Generation.objects.create(
         message=answer,
         conversation=conversation,
         model=conversation.model,
-        request=build_request(conversation),
+        request=build_request(conversation, question),
         regenerated=regenerated,
         request_id=asker.request_id,
         api_key=asker.api_key,
@@ -211,12 +329,48 @@ def _create_answer(conversation: Conversation, asker: Asker, *, regenerated: boo
     )
 
 
+def _continue_answer(conversation: Conversation, answer: Message, asker: Asker) -> Generation:
+    """Reopen the answer with a generation that starts from its stored events.
+
+    The new generation's events begin with the old one's, so its stream, replayed from
+    the start, is the whole answer; the old generation goes (its usage row stays).
+    """
+    previous = Generation.objects.filter(message=answer).first()
+    layout = previous.event_layout if previous is not None else []
+    if previous is not None:
+        previous.delete()
+    request = build_request(conversation, answer)
+    request["messages"].append({"role": "user", "content": turns.CONTINUE_PROMPT})
+    answer.status = Message.Status.STREAMING
+    answer.finish_reason = answer.error_code = answer.error_message = ""
+    answer.save()
+    conversation.save(update_fields=["updated_at"])
+    return Generation.objects.create(
+        message=answer,
+        conversation=conversation,
+        model=conversation.model,
+        request=request,
+        event_layout=layout,
+        regenerated=True,
+        request_id=asker.request_id,
+        api_key=asker.api_key,
+        process=this_process(),
+    )
+
+
+def _has_generation(message: Message) -> bool:
+    try:
+        return message.generation is not None
+    except Generation.DoesNotExist:
+        return False
+
+
 def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def build_request(conversation: Conversation) -> dict[str, Any]:
-    """Return the Chat Completions body for the conversation's next answer.
+def build_request(conversation: Conversation, last: Message) -> dict[str, Any]:
+    """Return the Chat Completions body for an answer after `last`, along its branch.
 
     The oldest messages are left out when the whole conversation would not fit
     CHAT_CONTEXT_TOKENS; the system prompt and the newest message always go. Answers
@@ -225,14 +379,13 @@ def build_request(conversation: Conversation) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
-    history = conversation.messages.values_list(
-        "role", "content", "tool_calls", "generation__event_layout"
-    )
-    for role, content, tool_calls, layout in history:
-        if role == Message.Role.ASSISTANT:
-            messages += turns.answer_messages(content, tool_calls, layout or [])
-        elif content:
-            messages.append({"role": role, "content": content})
+    tree = Tree(conversation.messages.select_related("generation"))
+    for message in tree.branch(last.pk):
+        if message.role == Message.Role.ASSISTANT:
+            layout = message.generation.event_layout if _has_generation(message) else []
+            messages += turns.answer_messages(message.content, message.tool_calls, layout)
+        elif message.content:
+            messages.append({"role": message.role, "content": message.content})
     if not tools.offered_to(conversation.model):
         messages = turns.flattened(messages)
     fitting = context.fit(messages, conversation.model, settings.CHAT_CONTEXT_TOKENS)

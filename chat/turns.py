@@ -89,3 +89,10 @@ def answer_messages(
     elif text:
         messages.append({"role": "assistant", "content": "".join(text)})
     return messages
+
+
+# Sent after a cut-off answer, as the user, to have the model write on (Continue).
+CONTINUE_PROMPT = (
+    "Continue your last answer from exactly where it stopped. Do not repeat anything you "
+    "already wrote, and do not comment on the continuation."
+)

@@ -143,12 +143,22 @@ async def unstarted_answer(conversation: Conversation, content: str = "Hi") -> G
     return unstarted
 
 
+def add_message(conversation: Conversation, **fields) -> Message:
+    """Add a message after the branch on screen, and put it on screen, as a post does."""
+    message = Message.objects.create(
+        conversation=conversation, parent_id=conversation.current_leaf_id, **fields
+    )
+    conversation.current_leaf = message
+    conversation.save(update_fields=["current_leaf"])
+    return message
+
+
 def finished_exchange(owner: User) -> tuple[Conversation, Message, Generation]:
     """A conversation of the owner's: a question and its finished answer, as the demo gave it."""
     conversation = Conversation.objects.create(owner=owner, title="Tides", model="demo")
-    Message.objects.create(conversation=conversation, role="user", content="Hello?")
-    answer = Message.objects.create(
-        conversation=conversation, role="assistant", content="Hello there.", finish_reason="stop"
+    add_message(conversation, role="user", content="Hello?")
+    answer = add_message(
+        conversation, role="assistant", content="Hello there.", finish_reason="stop"
     )
     finished = Generation.objects.create(
         message=answer,

@@ -4,7 +4,8 @@ import pytest
 from django.contrib.auth.models import User
 
 from chat import api_keys
-from chat.models import Conversation, Generation, Message
+from chat.models import Conversation, Generation
+from tests.conftest import add_message
 
 pytestmark = pytest.mark.django_db
 
@@ -19,9 +20,9 @@ def staff_client(client):
 @pytest.fixture
 def transcript(alice):
     conversation = Conversation.objects.create(owner=alice, title="Tides", model="gpt-test")
-    Message.objects.create(conversation=conversation, role="user", content="Why tides?")
-    answer = Message.objects.create(
-        conversation=conversation,
+    add_message(conversation, role="user", content="Why tides?")
+    answer = add_message(
+        conversation,
         role="assistant",
         content="The moon pulls the oceans.",
         reasoning="Gravity, surely.",

@@ -93,7 +93,7 @@ async def test_a_bad_rename_is_refused(api, upstream, body):
     assert await title_of(conversation) == before
 
 
-async def test_regenerate_replaces_the_last_answer(api, upstream):
+async def test_regenerate_adds_a_version_of_the_last_answer_and_keeps_the_old(api, upstream):
     conversation, first = await start(api, "Hi")
 
     response = await api.post(f"/api/conversations/{conversation['id']}/regenerate", {})
@@ -103,14 +103,19 @@ async def test_regenerate_replaces_the_last_answer(api, upstream):
     assert response.status == 202
     assert posted["message"]["id"] == first["message"]["id"]
     assert events[-1].event == "done"
-    roles = [m.role async for m in Message.objects.filter(conversation=conversation["id"])]
-    assert roles == ["user", "assistant"]
-    regenerated = await Generation.objects.aget(pk=posted["generation"]["id"])
+    messages = [m async for m in Message.objects.filter(conversation=conversation["id"])]
+    assert [m.role for m in messages] == ["user", "assistant", "assistant"]
+    assert {str(m.parent_id) for m in messages[1:]} == {first["message"]["id"]}
+    regenerated = await Generation.objects.select_related("message").aget(
+        pk=posted["generation"]["id"]
+    )
     assert regenerated.regenerated
-    assert not await Generation.objects.filter(pk=first["generation"]["id"]).aexists()
+    assert await Generation.objects.filter(pk=first["generation"]["id"]).aexists()
+    shown = await Conversation.objects.aget(pk=conversation["id"])
+    assert shown.current_leaf_id == regenerated.message.pk
 
 
-async def test_editing_the_last_message_resends_it(api, upstream):
+async def test_editing_the_last_message_asks_it_anew_beside_the_old(api, upstream):
     conversation, first = await start(api, "Hi")
 
     posted = await (
@@ -121,8 +126,10 @@ async def test_editing_the_last_message_resends_it(api, upstream):
     assert "".join(e.data["content"] for e in events if e.event == "delta") == "Echo: Bye"
     streamed = [r["body"] for r in upstream.requests if r["body"].get("stream")]
     assert streamed[-1]["messages"] == [{"role": "user", "content": "Bye"}]
-    question = await Message.objects.aget(pk=first["message"]["id"])
-    assert question.content == "Bye"
+    assert posted["message"]["id"] != first["message"]["id"]
+    assert posted["message"]["parent_id"] is None
+    old = await Message.objects.aget(pk=first["message"]["id"])
+    assert old.content == "Hi"
 
 
 async def test_regenerate_without_a_question_or_while_streaming_is_refused(api, upstream, alice):

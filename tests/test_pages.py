@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from chat import generation, limits
 from chat.models import Conversation, Generation, Message
+from tests.conftest import add_message
 from tests.servers import free_port
 
 HTMX = {"HX-Request": "true"}
@@ -57,14 +58,12 @@ async def async_ann(ann: User):
 def make_conversation(owner: User, *messages: dict, title: str = "Chat") -> Conversation:
     conversation = Conversation.objects.create(owner=owner, title=title, model="demo")
     for fields in messages:
-        Message.objects.create(conversation=conversation, **fields)
+        add_message(conversation, **fields)
     return conversation
 
 
 def streaming_answer(conversation: Conversation, content: str = "") -> Message:
-    answer = Message.objects.create(
-        conversation=conversation, role="assistant", status="streaming", content=content
-    )
+    answer = add_message(conversation, role="assistant", status="streaming", content=content)
     Generation.objects.create(
         message=answer, conversation=conversation, model="demo", request={"messages": []}
     )
@@ -625,13 +624,13 @@ def answered(owner: User, answer: dict | None = None) -> Conversation:
     )
 
 
-def test_it_offers_regenerate_and_edit_on_the_last_exchange_only(client_ann, ann):
+def test_it_offers_edit_on_every_question_and_regenerate_on_the_last_answer(client_ann, ann):
     conversation = answered(ann)
 
     html = html_of(client_ann.get(conversation.get_absolute_url()))
 
-    assert html.count('class="msg__edit"') == 1
-    assert html.index('class="msg__edit"') > html.index(">second</div>")
+    assert html.count('class="msg__edit"') == 2
+    assert html.index('class="msg__edit"') > html.index(">first</div>")
     assert html.count("data-regenerate") == 1
     assert html.index("data-regenerate") > html.index("<p>two</p>")
     assert f'action="{reverse("chat:regenerate", args=[conversation.pk])}"' in html
@@ -670,8 +669,8 @@ async def test_it_regenerates_the_last_answer(async_ann, ann):
     assert response.status_code == 302
     await generation.wait_all()
     contents = [m.content async for m in conversation.messages.all()]
-    assert contents[:3] == ["first", "one", "second"]
-    assert len(contents) == 4 and "> second" in contents[3]
+    assert contents[:4] == ["first", "one", "second", "two"]
+    assert len(contents) == 5 and "> second" in contents[4]
     started = await Generation.objects.aget(conversation=conversation)
     assert started.regenerated  # so it bypasses the response cache
 
@@ -705,8 +704,8 @@ async def test_it_edits_the_last_message_and_answers_it_again(async_ann, ann):
     assert response.status_code == 302
     await generation.wait_all()
     contents = [m.content async for m in conversation.messages.all()]
-    assert contents[:3] == ["first", "one", "second, better"]
-    assert "> second, better" in contents[3]
+    assert contents[:5] == ["first", "one", "second", "two", "second, better"]
+    assert "> second, better" in contents[5]
 
 
 @pytest.mark.anyio

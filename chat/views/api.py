@@ -1,13 +1,14 @@
-"""The JSON API: conversations, messages and cancelling generations."""
+"""The JSON API: conversations and their tree of messages, answers, and cancelling them."""
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBase, JsonResponse
 
 from chat import generation as generations
 from chat import refusals, services
+from chat.branches import Tree
 from chat.eventlog import EventLogUnavailable
 from chat.models import Conversation, Generation
-from chat.serialize import conversation_dict, generation_dict, message_dict
+from chat.serialize import ConversationDict, conversation_dict, generation_dict, message_dict
 from chat.services import Posted
 from chat.stream_access import stream_url
 from chat.views.decorators import AuthenticatedRequest, api_view
@@ -49,31 +50,72 @@ async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponseBa
         title = text_field(json_body(request), "title", max_length=200, required=True)
         await services.conversation_rename(conversation=found, title=title.strip())
         return JsonResponse(conversation_dict(found))
+    return JsonResponse(await _tree_dict(found))
+
+
+async def _tree_dict(found: Conversation) -> ConversationDict:
+    """The conversation with every message (each names its parent) and the branch on screen."""
+    tree = await Tree.of(found)
     data = conversation_dict(found)
-    data["messages"] = [message_dict(m) async for m in found.messages.all()]
-    return JsonResponse(data)
+    data["messages"] = [message_dict(message) for message in tree.messages]
+    data["branch"] = [str(message.pk) for message in tree.current(found)]
+    return data
 
 
 @api_view("POST")
 async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
+    """Post a message: after the branch on screen, or after the answer "parent_id" names."""
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
-    content = _content(json_body(request), required=True)
+    data = json_body(request)
+    content = _content(data, required=True)
+    parent_id = _message_id(data, "parent_id") if "parent_id" in data else services.AT_LEAF
     posted = await services.message_post(
-        conversation=found, content=content, api_key=request.api_key
+        conversation=found, content=content, api_key=request.api_key, parent_id=parent_id
     )
     return await _answering(request, posted)
 
 
 @api_view("POST")
 async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
-    """Answer the last user message anew; with "content", edit that message first."""
+    """Answer a question anew ("message_id"; the last on screen by default) as a new version;
+    with "content", ask it anew with that text, as a new version of the question."""
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     data = json_body(request)
     content = _content(data, required=True) if "content" in data else None
     posted = await services.answer_again(
-        conversation=found, content=content, api_key=request.api_key
+        conversation=found,
+        content=content,
+        question_id=_message_id(data, "message_id"),
+        api_key=request.api_key,
     )
     return await _answering(request, posted)
+
+
+@api_view("POST")
+async def continue_answer(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
+    """Have the last answer on screen, cut off or stopped, write on into the same message."""
+    found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
+    posted = await services.answer_continue(conversation=found, api_key=request.api_key)
+    return await _answering(request, posted)
+
+
+@api_view("POST")
+async def switch(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
+    """Put the branch through "message_id" on screen, down to its newest answer."""
+    found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
+    message_id = _message_id(json_body(request), "message_id", required=True)
+    await services.branch_switch(conversation=found, message_id=message_id)
+    await found.arefresh_from_db()
+    return JsonResponse(await _tree_dict(found))
+
+
+def _message_id(data: dict[str, object], name: str, *, required: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("invalid_field", f"'{name}' must be a message id.")
+    return value
 
 
 def _content(data: dict[str, object], *, required: bool) -> str:

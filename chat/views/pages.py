@@ -1,6 +1,7 @@
 """
 The chat's pages: the conversation list, one conversation, posting to it, answering
-again, renaming, deleting, exporting, and one message.
+again, editing, continuing, switching versions, renaming, deleting, exporting, and one
+message.
 
 Every page works without JavaScript; with htmx the forms post in place and get back
 fragments rendered from the very partials the full pages use.
@@ -14,6 +15,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from chat import export, services
+from chat.branches import Tree
 from chat.forms import MessageForm, NewConversationForm, RenameForm, model_label
 from chat.models import Conversation, Message
 from chat.refusals import Refused
@@ -66,8 +68,31 @@ async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponse:
 
 @page_view("POST")
 async def edit(request: AuthenticatedRequest, pk: str) -> HttpResponse:
-    """Replace the text of the user's last message and answer it anew."""
+    """Ask one of the user's messages (`message`; the last by default) anew, edited."""
     return await _answer_text(request, pk, edit=True)
+
+
+@page_view("POST")
+async def continue_answer(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    """Have the last answer, cut off or stopped, go on where it stopped."""
+    found = await _conversation_of(request, pk)
+    started = services.answer_continue(conversation=found)
+    return await _start_answer(request, found, started, MessageForm(), whole_transcript=True)
+
+
+@page_view("POST")
+async def switch(request: AuthenticatedRequest, pk: str) -> HttpResponse:
+    """Show another version of a message (`message`), and the branch that follows it."""
+    found = await _conversation_of(request, pk)
+    try:
+        await services.branch_switch(conversation=found, message_id=request.POST.get("message"))
+    except Refused as refused:
+        return await _refusal(request, found, MessageForm(), refused)
+    if not is_htmx(request):
+        return HttpResponseRedirect(found.get_absolute_url())
+    await found.arefresh_from_db(fields=["current_leaf"])
+    context = await _transcript_context(found)
+    return await render_page(request, "chat/conversation.html#transcript", context)
 
 
 @page_view("POST")
@@ -107,7 +132,7 @@ async def delete(request: AuthenticatedRequest, pk: str) -> HttpResponse:
 @page_view("GET")
 async def export_conversation(request: AuthenticatedRequest, pk: str, fmt: str) -> HttpResponse:
     found = await _conversation_of(request, pk)
-    transcript = [message async for message in found.messages.all()]
+    transcript = (await Tree.of(found)).current(found)
     if fmt == "json":
         body, content_type = export.as_json(found, transcript), "application/json"
     else:
@@ -127,15 +152,14 @@ async def sidebar(request: AuthenticatedRequest) -> HttpResponse:
 @page_view("GET")
 async def message(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Return one message as the transcript shows it: a finished answer replaces its bubble."""
-    messages = Message.objects.owned_by(request.user).select_related("generation", "conversation")
+    messages = Message.objects.owned_by(request.user).select_related("conversation")
     found = await owned(messages, pk, "message")
-    later = Message.objects.filter(
-        conversation_id=found.conversation_id, created_at__gt=found.created_at
-    )
+    tree = await Tree.of(found.conversation)
+    shown = tree.by_id[found.pk]
     context = {
-        "message": _prepared(found),
+        "message": _prepared(shown, tree),
         "conversation": found.conversation,
-        "last_answer_id": None if await later.aexists() else found.pk,
+        "last_answer_id": shown.pk if found.conversation.current_leaf_id == shown.pk else None,
     }
     return await render_page(request, "chat/conversation.html#message", context)
 
@@ -155,7 +179,10 @@ async def _answer_text(request: AuthenticatedRequest, pk: str, *, edit: bool) ->
         return await _refused(request, found, form, status=422)
     content = form.cleaned_data["content"]
     if edit:
-        started = services.answer_again(conversation=found, content=content)
+        question_id = request.POST.get("message") or None
+        started = services.answer_again(
+            conversation=found, content=content, question_id=question_id
+        )
         return await _start_answer(request, found, started, MessageForm(), whole_transcript=True)
     started = services.message_post(conversation=found, content=content)
     return await _start_answer(request, found, started, form, whole_transcript=False)
@@ -184,7 +211,8 @@ async def _answering(
     if not is_htmx(request):
         return HttpResponseRedirect(found.get_absolute_url())
     if whole_transcript:
-        # Answers were deleted: the transcript is replaced as a whole.
+        # Another branch is on screen now: the transcript is replaced as a whole.
+        await found.arefresh_from_db(fields=["current_leaf"])
         context = await _transcript_context(found)
     else:
         question, generation = posted
@@ -193,7 +221,6 @@ async def _answering(
         context = {
             "conversation": found,
             "transcript": [_prepared(question), _prepared(answer)],
-            "last_question_id": question.pk,
         }
     return await render_page(request, "chat/conversation.html#transcript", context)
 
@@ -226,16 +253,13 @@ async def _conversation_page(
 
 
 async def _transcript_context(found: Conversation) -> dict[str, Any]:
+    tree = await Tree.of(found)
     # Not "messages": that name is django.contrib.messages' in templates.
-    transcript = [
-        _prepared(message) async for message in found.messages.select_related("generation")
-    ]
-    questions = [message for message in transcript if message.role == Message.Role.USER]
+    transcript = [_prepared(message, tree) for message in tree.current(found)]
     last = transcript[-1] if transcript else None
     return {
         "conversation": found,
         "transcript": transcript,
-        "last_question_id": questions[-1].pk if questions else None,
         "last_answer_id": last.pk if last and last.role == Message.Role.ASSISTANT else None,
     }
 
@@ -277,10 +301,15 @@ def _current_pk(request: AuthenticatedRequest) -> str:
     return request.GET.get("current") or request.POST.get("current") or ""
 
 
-def _prepared(message: Message) -> Message:
-    """Attach the answer's HTML: Markdown rendered and sanitised, once it is final."""
+def _prepared(message: Message, tree: Tree | None = None) -> Message:
+    """Attach what the template shows besides the fields: the answer's HTML (Markdown
+    rendered and sanitised, once it is final), the message's versions, whether it can go on.
+    """
+    extra: Any = message  # the attributes are for the template only
     if message.role == Message.Role.ASSISTANT and not message.is_streaming:
-        message.html = render_markdown(message.content)  # type: ignore[attr-defined]  # for the template
+        extra.html = render_markdown(message.content)
+    extra.versions = tree.versions(message) if tree is not None else None
+    extra.can_continue = services.can_continue(message)
     return message
 
 

@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Js
 
 from chat import db, refusals, services
 from chat import generation as generations
+from chat.branches import Tree
 from chat.eventlog import EventLogUnavailable
 from chat.models import Conversation, Generation, Message
 from chat.ui_stream import HEADER, UIMessageStream, ui_message
@@ -91,10 +92,8 @@ async def stop(request: AuthenticatedRequest, chat_id: str) -> HttpResponseBase:
 async def messages(request: AuthenticatedRequest, chat_id: str) -> HttpResponseBase:
     """The chat's stored messages as the SDK's UIMessages: what useChat starts from."""
     conversation = await _owned(request, chat_id)
-    stored = await db.run(
-        lambda: list(conversation.messages.select_related("generation").order_by("created_at"))
-    )
-    return JsonResponse({"messages": [ui_message(message) for message in stored]})
+    branch = (await Tree.of(conversation)).current(conversation)
+    return JsonResponse({"messages": [ui_message(message) for message in branch]})
 
 
 def _stream(generation: Generation) -> EventStream:
@@ -156,15 +155,16 @@ async def _check_regenerate(conversation: Conversation | None, message_id: Any) 
         raise refusals.nothing_to_answer()
     if message_id is None:
         return
-    last = await conversation.messages.filter(role=Message.Role.ASSISTANT).alast()
+    branch = (await Tree.of(conversation)).current(conversation)
+    last = next((m for m in reversed(branch) if m.role == Message.Role.ASSISTANT), None)
     if last is None or str(last.pk) != str(message_id):
         raise BadRequest("invalid_field", "Only the last answer can be answered anew.")
 
 
 async def _check_edit(conversation: Conversation, sent: int) -> None:
-    """An edit replaces the last message of the user: the one the client's list ends at."""
-    roles = [role async for role in conversation.messages.values_list("role", flat=True)]
-    users = [index for index, role in enumerate(roles) if role == Message.Role.USER]
+    """An edit asks the user's last message anew: the one the client's list ends at."""
+    branch = (await Tree.of(conversation)).current(conversation)
+    users = [index for index, message in enumerate(branch) if message.role == Message.Role.USER]
     if not users or users[-1] != sent - 1:
         raise BadRequest("invalid_field", "Only the last message can be edited.")
 

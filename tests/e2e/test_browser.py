@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from chat.models import Conversation, Message
+from tests.conftest import add_message
 from tests.fakeopenai import Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -63,7 +64,7 @@ def make_chat(owner: User, title: str, *exchange: str) -> Conversation:
     conversation = Conversation.objects.create(owner=owner, title=title, model="gpt-test")
     for n, content in enumerate(exchange):
         role = "user" if n % 2 == 0 else "assistant"
-        Message.objects.create(conversation=conversation, role=role, content=content)
+        add_message(conversation, role=role, content=content)
     return conversation
 
 

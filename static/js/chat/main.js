@@ -28,13 +28,9 @@ document.addEventListener("htmx:before:swap", (event) => {
 });
 
 // New content from htmx (the posted message and its streaming answer).
-// Only the last question can be edited and the last answer regenerated: after an
-// exchange is appended in place, the previous ones' controls are stale.
+// Only the last answer can be regenerated or continued: after an exchange is appended
+// in place, the previous answer's controls are stale. (Any question can be edited.)
 function dropStaleControls(transcript) {
-  const questions = transcript.querySelectorAll(".msg--user");
-  questions.forEach((question, n) => {
-    if (n < questions.length - 1) question.querySelector(".msg__edit")?.remove();
-  });
   transcript.querySelectorAll(".msg--assistant:not(:last-child) .msg__again").forEach((form) => {
     form.remove();
   });
