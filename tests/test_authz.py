@@ -82,6 +82,8 @@ UI_MESSAGE = (
     '[{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}]}'
 )
 KEY_NAME = '{"name": "k"}'
+# In a body, replaced by the id of alice's answer.
+ANSWER = "ANSWER_ID"
 
 
 def admin_model(name: str, target: str, *, add: int = 200, change: int = 200) -> dict[str, Route]:
@@ -121,6 +123,9 @@ MATRIX: dict[str, Route] = {
     "chat:message-create": Route({"POST": Call(page(REDIRECT), form(content="Hi"))}, CONVERSATION),
     "chat:regenerate": Route({"POST": Call(page(REDIRECT), form())}, CONVERSATION),
     "chat:edit": Route({"POST": Call(page(REDIRECT), form(content="Hi again"))}, CONVERSATION),
+    # The world's answer is finished, not cut off: alice is told it cannot go on.
+    "chat:continue": Route({"POST": Call(page(409), form())}, CONVERSATION),
+    "chat:switch": Route({"POST": Call(page(REDIRECT), form(message=ANSWER))}, CONVERSATION),
     "chat:rename": Route({"POST": Call(page(REDIRECT), form(title="Renamed"))}, CONVERSATION),
     "chat:delete": Route(
         {"GET": Call(page(200)), "POST": Call(page(REDIRECT), form())}, CONVERSATION
@@ -148,6 +153,10 @@ MATRIX: dict[str, Route] = {
     ),
     "api:messages": Route({"POST": Call(api(202), json('{"content": "Hi"}'))}, CONVERSATION),
     "api:regenerate": Route({"POST": Call(api(202), json("{}"))}, CONVERSATION),
+    "api:continue": Route({"POST": Call(api(409))}, CONVERSATION),
+    "api:switch": Route(
+        {"POST": Call(api(200), json(f'{{"message_id": "{ANSWER}"}}'))}, CONVERSATION
+    ),
     "api:generation-stream": Route({"GET": Call(api(200))}, {"pk": "generation"}),
     "api:generation-cancel": Route({"POST": Call(api(202))}, {"pk": "generation"}),
     "api:completions": Route({"POST": Call(api(200, others=200), json('{"prompt": "Hi"}'))}),
@@ -258,8 +267,11 @@ def snapshot() -> list[tuple]:
     ]
 
 
-async def call(client: AsgiClient, method: str, path: str, body: tuple[str, bytes]) -> Response:
+async def call(
+    client: AsgiClient, method: str, path: str, body: tuple[str, bytes], world: dict[str, str]
+) -> Response:
     content_type, data = body
+    data = data.replace(ANSWER.encode(), world["answer"].encode())
     headers = {"Content-Type": content_type} if content_type else {}
     return await client.request(method, path, body=data, headers=headers)
 
@@ -298,7 +310,7 @@ async def test_each_role_gets_exactly_its_status_and_a_refusal_changes_nothing(
     # Refusals first: what the others do must not depend on what alice did.
     for role in sorted(call_.expected, key=lambda role: not is_refusal(call_.expected[role])):
         before = await sync_to_async(snapshot)()
-        response = await call(clients[role], method, path, call_.body)
+        response = await call(clients[role], method, path, call_.body, world)
         await response.body()  # to its end: a stream finishes, its answer is stored
         seen[role] = outcome(response)
         if is_refusal(call_.expected[role]):
@@ -323,8 +335,8 @@ async def test_another_users_id_is_indistinguishable_from_a_missing_one(
     call_ = MATRIX[name].calls[method]
     missing = {key: str(uuid.uuid4()) for key in ALICES}
 
-    foreign = await call(clients["bob"], method, path_of(name, world), call_.body)
-    absent = await call(clients["bob"], method, path_of(name, world, missing), call_.body)
+    foreign = await call(clients["bob"], method, path_of(name, world), call_.body, world)
+    absent = await call(clients["bob"], method, path_of(name, world, missing), call_.body, world)
 
     assert foreign.status == absent.status == 404
     assert foreign.headers["content-type"] == absent.headers["content-type"]
@@ -341,7 +353,7 @@ async def test_every_state_changing_request_needs_the_csrf_token(name, method, w
     client.cookies.pop("csrftoken")  # the header alone, without its cookie, proves nothing
     before = await sync_to_async(snapshot)()
 
-    response = await call(client, method, path_of(name, world), call_.body)
+    response = await call(client, method, path_of(name, world), call_.body, world)
 
     assert response.status == 403
     assert await sync_to_async(snapshot)() == before

@@ -47,6 +47,8 @@ ENDPOINTS = [
     ("DELETE", "/api/conversations/{conversation}/"),
     ("POST", "/api/conversations/{conversation}/messages/"),
     ("POST", "/api/conversations/{conversation}/regenerate"),
+    ("POST", "/api/conversations/{conversation}/continue"),
+    ("POST", "/api/conversations/{conversation}/switch"),
     ("GET", "/api/generations/{generation}/stream"),
     ("POST", "/api/generations/{generation}/cancel"),
     ("POST", "/api/completions"),
@@ -64,7 +66,7 @@ ENDPOINTS = [
 FIELDS = ["title", "model", "system_prompt", "content", "prompt", "messages", "role"]
 FIELDS += ["temperature", "max_tokens", "cache", "name", "expires_in_days"]
 FIELDS += ["stream", "stream_options", "n", "tools", "tool_calls", "max_completion_tokens"]
-FIELDS += ["id", "trigger", "parts", "messageId"]
+FIELDS += ["id", "trigger", "parts", "messageId", "parent_id", "message_id"]
 
 # Text as an attacker writes it: control characters, lone surrogates (sent as "\ud800"
 # escapes, which JSON allows), terminal and bidi controls, words the API knows, and one
