@@ -45,15 +45,18 @@ async def title_after_first_answer(conversation_id: Any) -> None:
 
 
 def _first_exchange(conversation_id: Any) -> tuple[str, str, str] | None:
+    """The question and answer to title from: the conversation's first complete answer."""
     conversation = Conversation.objects.get(pk=conversation_id)
-    messages = list(conversation.messages.values_list("role", "status", "content")[:3])
     # The demo model cannot summarise: it keeps the title taken from the first message.
-    if not conversation.auto_title or conversation.model == DEMO_MODEL or len(messages) != 2:
+    if not conversation.auto_title or conversation.model == DEMO_MODEL:
         return None
-    (_, _, question), (role, status, answer) = messages
-    if role != Message.Role.ASSISTANT or status != Message.Status.COMPLETE:
+    complete = conversation.messages.filter(
+        role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE
+    ).select_related("parent")[:2]
+    answers = list(complete)
+    if len(answers) != 1 or answers[0].parent is None:
         return None
-    return conversation.model, question, answer
+    return conversation.model, answers[0].parent.content, answers[0].content
 
 
 def clean_title(text: str) -> str:

@@ -9,8 +9,10 @@ from urllib.parse import urlencode
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.test import Client
 from django.urls import reverse
 
 from chat import generation, services
@@ -448,3 +450,25 @@ async def test_a_continue_that_cannot_start_keeps_the_answer_as_it_was(api, upst
         "length",
     )
     assert await sync_to_async(Generation.objects.filter(message=answer).count)() == 1
+
+
+async def test_the_admin_transcript_follows_the_branch_on_screen(api, upstream, alice):
+    conversation = await new_conversation(api)
+    first = await say(api, conversation, "the old question")
+    await answered(
+        api,
+        f"/api/conversations/{conversation}/regenerate",
+        {"message_id": first["message"]["id"], "content": "the new question"},
+    )
+
+    html = await sync_to_async(admin_page)(conversation)
+
+    assert "the new question" in html and "the old question" not in html
+    assert "2 of 2" in html
+
+
+def admin_page(conversation: str) -> str:
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    url = reverse("admin:chat_conversation_change", args=[conversation])
+    return client.get(url).content.decode()

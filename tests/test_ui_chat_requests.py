@@ -134,8 +134,11 @@ async def test_an_edit_of_the_last_message_answers_it_anew(api, upstream):
     await (await api.post(UI_CHAT, edited)).body()
 
     contents = [m.content async for m in Message.objects.order_by("created_at")]
-    assert contents == ["First, edited", "Echo: First, edited"]
-    assert not await Message.objects.filter(pk=answer.pk).aexists()
+    assert contents == ["First", "Echo: First", "First, edited", "Echo: First, edited"]
+    assert await Message.objects.filter(pk=answer.pk).aexists()  # a version kept aside
+    history = await (await api.get(f"{UI_CHAT}/chat-1/messages")).json()
+    texts = [part["text"] for m in history["messages"] for part in m["parts"] if "text" in part]
+    assert texts == ["First, edited", "Echo: First, edited"]
 
 
 async def test_an_edit_of_an_earlier_message_is_refused(api, upstream):
