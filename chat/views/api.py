@@ -50,7 +50,7 @@ async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponseBa
         await services.conversation_rename(conversation=found, title=title.strip())
         return JsonResponse(conversation_dict(found))
     data = conversation_dict(found)
-    data["messages"] = [message_dict(m) async for m in found.messages.all()]
+    data["messages"] = [message_dict(m) async for m in found.messages.select_related("feedback")]
     return JsonResponse(data)
 
 

@@ -107,7 +107,7 @@ async def delete(request: AuthenticatedRequest, pk: str) -> HttpResponse:
 @page_view("GET")
 async def export_conversation(request: AuthenticatedRequest, pk: str, fmt: str) -> HttpResponse:
     found = await _conversation_of(request, pk)
-    transcript = [message async for message in found.messages.all()]
+    transcript = [message async for message in found.messages.select_related("feedback")]
     if fmt == "json":
         body, content_type = export.as_json(found, transcript), "application/json"
     else:
@@ -127,7 +127,9 @@ async def sidebar(request: AuthenticatedRequest) -> HttpResponse:
 @page_view("GET")
 async def message(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Return one message as the transcript shows it: a finished answer replaces its bubble."""
-    messages = Message.objects.owned_by(request.user).select_related("generation", "conversation")
+    messages = Message.objects.owned_by(request.user).select_related(
+        "generation", "conversation", "feedback"
+    )
     found = await owned(messages, pk, "message")
     later = Message.objects.filter(
         conversation_id=found.conversation_id, created_at__gt=found.created_at
@@ -228,7 +230,8 @@ async def _conversation_page(
 async def _transcript_context(found: Conversation) -> dict[str, Any]:
     # Not "messages": that name is django.contrib.messages' in templates.
     transcript = [
-        _prepared(message) async for message in found.messages.select_related("generation")
+        _prepared(message)
+        async for message in found.messages.select_related("generation", "feedback")
     ]
     questions = [message for message in transcript if message.role == Message.Role.USER]
     last = transcript[-1] if transcript else None
