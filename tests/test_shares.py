@@ -265,3 +265,24 @@ async def test_the_xss_corpus_is_inert_text_on_a_shared_page(api, alice):
     scripts = [attrs.get("src", "") for tag, attrs in Elements(html).found if tag == "script"]
     assert scripts and all(src.startswith("/static/") for src in scripts)
     assert "<title>&lt;img src=x onerror=alert(1)&gt; · Shared chat</title>" in html
+
+
+def test_the_admin_lists_links_and_revokes_them_but_deletes_none_in_bulk(client, alice):
+    staff = User.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(staff)
+    conversation, messages = branched(alice)
+    link = ShareLink.objects.create(
+        conversation=conversation, leaf=messages["second_answer"], token="t" * 43
+    )
+
+    listed = client.get("/admin/chat/sharelink/")
+    revoked = client.post(
+        "/admin/chat/sharelink/", {"action": "revoke", "_selected_action": [str(link.pk)]}
+    )
+
+    html = listed.content.decode()
+    assert "Tides" in html and "alice" in html
+    assert 'value="revoke"' in html and 'value="delete_selected"' not in html
+    assert revoked.status_code == 302
+    link.refresh_from_db()
+    assert link.revoked_at is not None
