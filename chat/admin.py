@@ -7,11 +7,11 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from chat import feedback, usage
 from chat import generation as generations
-from chat import usage
 from chat.branches import Tree
 from chat.export import tool_call_text
-from chat.models import ApiKey, Conversation, Generation, Message, Usage
+from chat.models import ApiKey, Conversation, Feedback, Generation, Message, ShareLink, Usage
 
 
 class MessageInline(admin.StackedInline[Message, Conversation]):
@@ -35,9 +35,13 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
         "finish_reason",
         "tokens",
         "error",
+        "feedback_given",
         "created_at",
     )
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).select_related("feedback")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -61,6 +65,17 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
             .values_list("pk", flat=True)
         )
         return f"{siblings.index(message.pk) + 1} of {len(siblings)}" if len(siblings) > 1 else "-"
+
+    @admin.display(description="feedback")
+    def feedback_given(self, message: Message) -> str:
+        given = feedback.of(message)
+        if given is None:
+            return "-"
+        return (
+            f"{given.get_rating_display()}: {given.comment}"
+            if given.comment
+            else given.get_rating_display()
+        )
 
     @admin.display(description="tokens (prompt / completion)")
     def tokens(self, message: Message) -> str:
@@ -245,6 +260,89 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {revoked} key(s).")
+
+
+SHARE_FIELDS = ("conversation", "owner", "leaf", "token", "created_at", "revoked_at")
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin[ShareLink]):
+    """Share links: which conversation, whose, since when, and revoked or not."""
+
+    list_display = ("conversation", "owner", "created_at", "revoked_at")
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created_at"]
+    list_select_related = ["conversation__owner"]
+    search_fields = ["conversation__title", "conversation__owner__username"]
+    readonly_fields = SHARE_FIELDS
+    fields = SHARE_FIELDS
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(
+        self,
+        request: HttpRequest,
+        action_location: admin.ActionLocation = admin.ActionLocation.CHANGE_LIST,
+    ) -> dict[str, Any]:
+        # Revoked, not deleted in bulk: the list keeps what was shared, and when.
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.display(ordering="conversation__owner")
+    def owner(self, link: ShareLink) -> Any:
+        return link.conversation.owner
+
+    @admin.action(description="Revoke the selected links")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ShareLink]) -> None:
+        revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {revoked} link(s).")
+
+
+FEEDBACK_FIELDS = ("message", "rating", "comment", "answer", "created_at", "updated_at")
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin[Feedback]):
+    """What users thought of answers, read-only: filter by rating, model and date."""
+
+    list_display = ("updated_at", "rating", "short_comment", "chat_model", "owner", "conversation")
+    list_filter = ["rating", "message__conversation__model", "updated_at"]
+    list_select_related = ["message__conversation__owner"]
+    search_fields = ["comment", "message__conversation__owner__username"]
+    date_hierarchy = "updated_at"
+    readonly_fields = FEEDBACK_FIELDS
+    fields = FEEDBACK_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="comment", ordering="comment")
+    def short_comment(self, given: Feedback) -> str:
+        return given.comment[:80] or "-"
+
+    @admin.display(description="model", ordering="message__conversation__model")
+    def chat_model(self, given: Feedback) -> str:
+        return given.message.conversation.model
+
+    @admin.display(ordering="message__conversation__owner")
+    def owner(self, given: Feedback) -> Any:
+        return given.message.conversation.owner
+
+    @admin.display(ordering="message__conversation")
+    def conversation(self, given: Feedback) -> Any:
+        return given.message.conversation
+
+    @admin.display(description="the answer")
+    def answer(self, given: Feedback) -> str:
+        return given.message.content
 
 
 @admin.register(Usage)

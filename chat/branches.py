@@ -35,7 +35,9 @@ class Tree:
 
     @classmethod
     async def of(cls, conversation: Conversation) -> "Tree":
-        found = conversation.messages.select_related("generation").order_by("created_at")
+        found = conversation.messages.select_related("generation", "feedback").order_by(
+            "created_at"
+        )
         return cls([message async for message in found])
 
     def branch(self, leaf_id: Any) -> list[Message]:

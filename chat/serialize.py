@@ -2,7 +2,8 @@
 
 from typing import Any, NotRequired, TypedDict
 
-from chat.models import Conversation, Generation, Message
+from chat import feedback
+from chat.models import Conversation, Feedback, Generation, Message
 
 
 class MessageDict(TypedDict):
@@ -16,6 +17,12 @@ class MessageDict(TypedDict):
     finish_reason: str
     created_at: str
     error: NotRequired[dict[str, str]]
+    feedback: NotRequired["FeedbackDict"]
+
+
+class FeedbackDict(TypedDict):
+    rating: str
+    comment: str
 
 
 class ConversationDict(TypedDict):
@@ -49,6 +56,7 @@ def conversation_dict(conversation: Conversation) -> ConversationDict:
 
 
 def message_dict(message: Message) -> MessageDict:
+    """The message's JSON; its feedback must be loaded with it (select_related("feedback"))."""
     data: MessageDict = {
         "id": str(message.pk),
         "parent_id": _id(message.parent_id),
@@ -62,11 +70,17 @@ def message_dict(message: Message) -> MessageDict:
     }
     if message.status == Message.Status.ERROR:
         data["error"] = {"code": message.error_code, "message": message.error_message}
+    if message.role == Message.Role.ASSISTANT and (given := feedback.of(message)) is not None:
+        data["feedback"] = feedback_dict(given)
     return data
 
 
 def _id(pk: Any) -> str | None:
     return None if pk is None else str(pk)
+
+
+def feedback_dict(given: Feedback) -> FeedbackDict:
+    return {"rating": given.rating, "comment": given.comment}
 
 
 def generation_dict(generation: Generation, stream_url: str) -> GenerationDict:

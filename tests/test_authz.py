@@ -19,7 +19,7 @@ from django.db import connections
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from chat import api_keys, generation
-from chat.models import ApiKey, Conversation, Generation, Message, Usage
+from chat.models import ApiKey, Conversation, Feedback, Generation, Message, ShareLink, Usage
 from tests.asgi_client import AsgiClient, Response
 from tests.conftest import finished_exchange, session_cookie
 
@@ -76,6 +76,8 @@ class Route:
 
 CONVERSATION = {"pk": "conversation"}
 KEY = {"pk": "key"}
+SHARE = {"pk": "share"}
+ANSWER = {"pk": "answer"}
 UI_CHAT = {"chat_id": "ui_chat"}
 UI_MESSAGE = (
     '{"id": "alices-chat", "trigger": "submit-message", "messages": '
@@ -132,7 +134,15 @@ MATRIX: dict[str, Route] = {
     ),
     "chat:export-markdown": Route({"GET": Call(page(200))}, CONVERSATION),
     "chat:export-json": Route({"GET": Call(page(200))}, CONVERSATION),
-    "chat:message": Route({"GET": Call(page(200))}, {"pk": "answer"}),
+    "chat:message": Route({"GET": Call(page(200))}, ANSWER),
+    "chat:message-feedback": Route({"POST": Call(page(REDIRECT), form(rating="down"))}, ANSWER),
+    "chat:shares": Route({"GET": Call(page(200)), "POST": Call(page(201), form())}, CONVERSATION),
+    "chat:share-revoke": Route({"POST": Call(page(REDIRECT), form())}, SHARE),
+    # A share link's page: anyone with the token reads it, logged in or not.
+    "shared": Route(
+        {"GET": Call(account(200, users=200)), "HEAD": Call(account(200, users=200))},
+        {"token": "share_token"},
+    ),
     # Accounts: open to anyone; a logged-in user is sent home.
     "login": Route(
         {"GET": Call(account(200)), "POST": Call(account(200), form(username="x", password="y"))}
@@ -164,6 +174,16 @@ MATRIX: dict[str, Route] = {
         {"GET": Call(api(200, others=200)), "POST": Call(api(201, others=201), json(KEY_NAME))}
     ),
     "api:key": Route({"DELETE": Call(api(204))}, KEY),
+    "api:shares": Route({"GET": Call(api(200)), "POST": Call(api(201), json("{}"))}, CONVERSATION),
+    "api:share": Route({"DELETE": Call(api(204))}, SHARE),
+    "api:message-feedback": Route(
+        {
+            "GET": Call(api(200)),
+            "PUT": Call(api(200), json('{"rating": "down", "comment": "Vague."}')),
+            "DELETE": Call(api(204)),
+        },
+        ANSWER,
+    ),
     "v1:models": Route({"GET": Call(api(200, others=200))}),
     # The AI SDK's chat: alice's chat id is hers; bob's own post makes him a new chat.
     "api:ui-chat": Route({"POST": Call(api(200), json(UI_MESSAGE))}),
@@ -205,10 +225,12 @@ MATRIX: dict[str, Route] = {
     **admin_model("chat_generation", "generation", add=403, change=403),
     **admin_model("chat_usage", "usage", add=403, change=403),
     **admin_model("chat_apikey", "key", add=403, change=403),
+    **admin_model("chat_sharelink", "share", add=403, change=403),
+    **admin_model("chat_feedback", "feedback", add=403, change=403),
 }
 
 # The world's objects that belong to alice: bob asking for them must look like a miss.
-ALICES = {"conversation", "answer", "generation", "key", "ui_chat"}
+ALICES = {"conversation", "answer", "generation", "key", "ui_chat", "share"}
 
 
 def named_routes(patterns: list, namespace: str = "") -> Iterator[str]:
@@ -232,11 +254,16 @@ def world(alice: User, bob: User) -> dict[str, str]:
     usage = Usage.objects.create(
         user=alice, model="demo", prompt_tokens=2, completion_tokens=3, generation=finished
     )
+    share = ShareLink.objects.create(conversation=conversation, leaf=answer, token="s" * 43)
+    given = Feedback.objects.create(message=answer, rating="up")
     return {
         "conversation": str(conversation.pk),
         "answer": str(answer.pk),
         "generation": str(finished.pk),
         "usage": str(usage.pk),
+        "share": str(share.pk),
+        "share_token": share.token,
+        "feedback": str(given.pk),
         "key": str(api_keys.create(alice, "laptop")[0].pk),
         "ui_chat": Conversation.objects.create(
             owner=alice, model="demo", client_id="alices-chat"
@@ -263,7 +290,17 @@ def snapshot() -> list[tuple]:
     """Every row a request could change, in full."""
     return [
         tuple(model.objects.order_by("pk").values_list())
-        for model in (User, Group, Conversation, Message, Generation, Usage, ApiKey)
+        for model in (
+            User,
+            Group,
+            Conversation,
+            Message,
+            Generation,
+            Usage,
+            ApiKey,
+            ShareLink,
+            Feedback,
+        )
     ]
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from chat import generation
-from chat.models import ApiKey, Conversation, Generation, Message, Usage
+from chat.models import ApiKey, Conversation, Feedback, Generation, Message, ShareLink, Usage
 from tests.asgi_client import AsgiClient, Response, parse_events
 from tests.conftest import finished_exchange
 
@@ -56,6 +56,12 @@ ENDPOINTS = [
     ("GET", "/api/keys/"),
     ("POST", "/api/keys/"),
     ("DELETE", "/api/keys/{key}/"),
+    ("GET", "/api/conversations/{conversation}/shares/"),
+    ("POST", "/api/conversations/{conversation}/shares/"),
+    ("DELETE", "/api/shares/{share}/"),
+    ("GET", "/api/messages/{answer}/feedback"),
+    ("PUT", "/api/messages/{answer}/feedback"),
+    ("DELETE", "/api/messages/{answer}/feedback"),
     ("GET", "/v1/models"),
     ("POST", "/api/ui/chat"),
     ("GET", "/api/ui/chat/{ui_chat}/stream"),
@@ -66,7 +72,7 @@ ENDPOINTS = [
 FIELDS = ["title", "model", "system_prompt", "content", "prompt", "messages", "role"]
 FIELDS += ["temperature", "max_tokens", "cache", "name", "expires_in_days"]
 FIELDS += ["stream", "stream_options", "n", "tools", "tool_calls", "max_completion_tokens"]
-FIELDS += ["id", "trigger", "parts", "messageId", "parent_id", "message_id"]
+FIELDS += ["id", "trigger", "parts", "messageId", "parent_id", "message_id", "rating", "comment"]
 
 # Text as an attacker writes it: control characters, lone surrogates (sent as "\ud800"
 # escapes, which JSON allows), terminal and bidi controls, words the API knows, and one
@@ -74,7 +80,7 @@ FIELDS += ["id", "trigger", "parts", "messageId", "parent_id", "message_id"]
 texts = (
     st.text(max_size=30)
     | st.sampled_from(["", " \n\t", "\x00", "a\x00b", "\ud800", "a\udfffb", "\x1b[2J", "\u202e"])
-    | st.sampled_from(["demo", "user", "system", "assistant"])
+    | st.sampled_from(["demo", "user", "system", "assistant", "up", "down"])
     | st.just("x" * 20_001)
 )
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | texts
@@ -139,12 +145,17 @@ queries = st.dictionaries(
 
 def exchange(owner: User) -> dict[str, str]:
     """A conversation of the owner's with one finished answer: the endpoints' targets."""
-    conversation, _, finished = finished_exchange(owner)
+    conversation, answer, finished = finished_exchange(owner)
     # Made directly: each example makes one, past the number a user may make.
     key = ApiKey.objects.create(user=owner, name="fuzzed", key_hash=uuid.uuid4().hex)
     conversation.client_id = f"fuzzed-{uuid.uuid4().hex}"
     conversation.save(update_fields=["client_id"])
+    share = ShareLink.objects.create(
+        conversation=conversation, leaf=answer, token=uuid.uuid4().hex + uuid.uuid4().hex[:11]
+    )
     return {
+        "answer": str(answer.pk),
+        "share": str(share.pk),
         "conversation": str(conversation.pk),
         "generation": str(finished.pk),
         "key": str(key.pk),
@@ -155,7 +166,7 @@ def exchange(owner: User) -> dict[str, str]:
 def snapshot() -> list[tuple]:
     return [
         tuple(model.objects.order_by("pk").values_list())
-        for model in (Conversation, Message, Generation, Usage, ApiKey)
+        for model in (Conversation, Message, Generation, Usage, ApiKey, ShareLink, Feedback)
     ]
 
 
@@ -264,7 +275,8 @@ async def test_any_acceptable_text_is_answered_to_the_end(api, alice, template, 
 @given(pk=texts)
 async def test_a_malformed_id_in_the_path_is_a_json_404(api, method, template, pk):
     quoted = quote(pk.encode("utf-8", "surrogatepass"), safe="")
-    path = template.format(conversation=quoted, generation=quoted, key=quoted, ui_chat=quoted)
+    ids = ("conversation", "generation", "key", "ui_chat", "share", "answer")
+    path = template.format(**dict.fromkeys(ids, quoted))
 
     response, content, refused = await send(api, method, path, b"{}", {})
 

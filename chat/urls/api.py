@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import api, completions, keys, stream, ui_chat
+from chat.views import api, completions, feedback, keys, shares, stream, ui_chat
 
 app_name = "api"
 
@@ -11,6 +11,9 @@ urlpatterns = [
     path("conversations/<uuid:pk>/regenerate", api.regenerate, name="regenerate"),
     path("conversations/<uuid:pk>/continue", api.continue_answer, name="continue"),
     path("conversations/<uuid:pk>/switch", api.switch, name="switch"),
+    path("conversations/<uuid:pk>/shares/", shares.conversation_shares, name="shares"),
+    path("shares/<uuid:pk>/", shares.share, name="share"),
+    path("messages/<uuid:pk>/feedback", feedback.message_feedback, name="message-feedback"),
     path("generations/<uuid:pk>/stream", stream.generation_stream, name="generation-stream"),
     path("generations/<uuid:pk>/cancel", api.generation_cancel, name="generation-cancel"),
     path("completions", completions.completion, name="completions"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import keys, pages, usage
+from chat.views import feedback, keys, pages, shares, usage
 
 app_name = "chat"
 
@@ -17,7 +17,10 @@ urlpatterns = [
     path("c/<uuid:pk>/delete", pages.delete, name="delete"),
     path("c/<uuid:pk>/export.md", pages.export_conversation, {"fmt": "md"}, name="export-markdown"),
     path("c/<uuid:pk>/export.json", pages.export_conversation, {"fmt": "json"}, name="export-json"),
+    path("c/<uuid:pk>/shares/", shares.shares_page, name="shares"),
+    path("shares/<uuid:pk>/revoke", shares.share_revoke, name="share-revoke"),
     path("m/<uuid:pk>/", pages.message, name="message"),
+    path("m/<uuid:pk>/feedback", feedback.feedback_page, name="message-feedback"),
     path("usage/", usage.usage_page, name="usage"),
     path("keys/", keys.keys_page, name="keys"),
     path("keys/<uuid:pk>/revoke", keys.key_revoke, name="key-revoke"),

@@ -1,6 +1,6 @@
 // Copy buttons: one on each code block (added here: they need JavaScript anyway) and one
 // on each finished answer (server-rendered, class js-only). The answer's Markdown comes
-// from its inert <template data-markdown>.
+// from its inert <template data-markdown>; a [data-copy-text] button copies its own value.
 
 export function decorate(root) {
   root.querySelectorAll(".prose pre").forEach((pre) => {
@@ -61,6 +61,11 @@ export function copyClicked(event) {
   const copyCode = event.target.closest("[data-copy-code]");
   if (copyCode) {
     copy(copyCode, copyCode.parentElement.querySelector("code")?.textContent ?? "");
+    return true;
+  }
+  const copyText = event.target.closest("[data-copy-text]");
+  if (copyText) {
+    copy(copyText, copyText.dataset.copyText);
     return true;
   }
   const copyAnswer = event.target.closest("[data-copy-answer]");

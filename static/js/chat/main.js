@@ -1,8 +1,9 @@
 // The chat page's script: streams answers into their bubbles (answer-stream.js, and
 // reconnect.js when the reader comes back), and drives the composer (composer.js).
 // Also: Copy buttons (clipboard.js), keyboard shortcuts (Enter sends, Shift+Enter new
-// line, Escape stops, Ctrl/Cmd+Shift+O new chat), "jump to latest" (scrolling.js), the
-// menus (menus.js), and refreshing the sidebar when an answer ends (sidebar.js).
+// line, Escape stops; the others, listed in the "?" dialog, in shortcuts.js), "jump to
+// latest" (scrolling.js), the menus (menus.js), and refreshing the sidebar when an answer
+// ends (sidebar.js).
 // Here: the wiring, and what follows an htmx swap.
 
 import { closeAll, wireAll } from "./answer-stream.js";
@@ -11,11 +12,13 @@ import { growComposer, stopClicked, stopOnEscape, watchComposer } from "./compos
 import { closeMenusOutside, closeOpenMenu, openClickedMenu, watchMenus } from "./menus.js";
 import { watchReturns } from "./reconnect.js";
 import { jumpClicked, toBottom, updateJump, watchScrolling } from "./scrolling.js";
+import { watchShortcuts } from "./shortcuts.js";
 import { closeSidebar, sidebarClicked } from "./sidebar.js";
 
 watchReturns();
 watchComposer();
 watchMenus();
+watchShortcuts();
 
 // A logged-out session answers a post with a redirect to the login page, which fetch
 // follows: go there instead of swapping the login page into the transcript.
@@ -56,19 +59,10 @@ document.addEventListener("click", (event) => {
   sidebarClicked(event);
 });
 
-// Escape closes what is open (a menu, then the sidebar), else stops the streaming answer;
-// Ctrl/Cmd+Shift+O opens a new chat.
+// Escape closes what is open (a menu, then the sidebar), else stops the streaming answer.
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !event.isComposing) {
     if (!closeOpenMenu() && !closeSidebar()) stopOnEscape(event);
-    return;
-  }
-  if ((event.ctrlKey || event.metaKey) && event.shiftKey && event.key.toLowerCase() === "o") {
-    const newChat = document.querySelector("[data-new-chat]");
-    if (newChat) {
-      event.preventDefault();
-      window.location.assign(newChat.href);
-    }
   }
 });
 
