@@ -10,7 +10,7 @@ from django.utils import timezone
 from chat import generation as generations
 from chat import usage
 from chat.export import tool_call_text
-from chat.models import ApiKey, Conversation, Generation, Message, Usage
+from chat.models import ApiKey, Attachment, Conversation, Generation, Message, Usage
 
 
 class MessageInline(admin.StackedInline[Message, Conversation]):
@@ -219,6 +219,37 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {revoked} key(s).")
+
+
+ATTACHMENT_FIELDS = (
+    "name",
+    "owner",
+    "kind",
+    "content_type",
+    "size",
+    "width",
+    "height",
+    "message",
+    "created_at",
+)
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin[Attachment]):
+    """Files users attached: what they are and whose, read-only (the bytes are theirs)."""
+
+    list_display = ("name", "owner", "kind", "size", "message", "created_at")
+    list_filter = ["kind", "created_at"]
+    list_select_related = ["owner", "message"]
+    search_fields = ["name", "owner__username"]
+    readonly_fields = ATTACHMENT_FIELDS
+    fields = ATTACHMENT_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Usage)

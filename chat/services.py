@@ -9,14 +9,14 @@ started; whatever stops it first is a `Refused` (chat/refusals.py).
 import contextlib
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from chat import context, db, limits, logs, refusals, tools, turns
+from chat import attachment_prompt, attachments, context, db, limits, logs, refusals, tools, turns
 from chat import generation as generations
 from chat.eventlog import EventLogUnavailable
 from chat.models import ApiKey, Conversation, Generation, Message
@@ -53,6 +53,7 @@ async def conversation_start(
     system_prompt: str = "",
     client_id: str | None = None,
     api_key: ApiKey | None = None,
+    attachment_ids: Sequence[str] = (),
 ) -> Posted:
     """Make a conversation with its first message, and start answering it.
 
@@ -62,20 +63,34 @@ async def conversation_start(
         owner=owner, model=model, system_prompt=system_prompt, client_id=client_id
     )
     try:
-        return await message_post(conversation=conversation, content=content, api_key=api_key)
+        return await message_post(
+            conversation=conversation,
+            content=content,
+            api_key=api_key,
+            attachment_ids=attachment_ids,
+        )
     except Refused:
         await db.write(conversation.delete)
         raise
 
 
 async def message_post(
-    *, conversation: Conversation, content: str, api_key: ApiKey | None = None
+    *,
+    conversation: Conversation,
+    content: str,
+    api_key: ApiKey | None = None,
+    attachment_ids: Sequence[str] = (),
 ) -> Posted:
     """Save the user's message and an empty answer, and start answering; or raise Refused.
 
     `api_key`: the key the answer is asked for with, charged with its usage.
+    `attachment_ids`: the user's unsent uploads to send with it (chat/attachments.py).
     """
-    return await _started(await _write(_message_post, conversation.pk, content, Asker.now(api_key)))
+    asker = Asker.now(api_key)
+    posted = await _write(
+        _message_post, conversation.pk, content, asker, attachment_ids=attachment_ids
+    )
+    return await _started(posted)
 
 
 async def answer_again(
@@ -145,12 +160,16 @@ class Asker:
         return cls(logs.request_id.get(), api_key)
 
 
-def _message_post(conversation_id: Any, content: str, asker: Asker) -> Posted:
+def _message_post(
+    conversation_id: Any, content: str, asker: Asker, *, attachment_ids: Sequence[str] = ()
+) -> Posted:
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
         question = Message.objects.create(
             conversation=conversation, role=Message.Role.USER, content=content
         )
+        # Attachments: claimed in this transaction, or the message is not posted.
+        attachments.claim(conversation.owner, question, attachment_ids)
         if not conversation.title:
             conversation.title = shortened(content)
         return question, _start_answer(conversation, asker, regenerated=False)
@@ -226,11 +245,17 @@ def build_request(conversation: Conversation) -> dict[str, Any]:
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
     history = conversation.messages.values_list(
-        "role", "content", "tool_calls", "generation__event_layout"
+        "pk", "role", "content", "tool_calls", "generation__event_layout"
     )
-    for role, content, tool_calls, layout in history:
+    attached = attachment_prompt.of_conversation(conversation)
+    for pk, role, content, tool_calls, layout in history:
         if role == Message.Role.ASSISTANT:
             messages += turns.answer_messages(content, tool_calls, layout or [])
+        elif pk in attached:
+            # Attachments: their text trimmed to the context, images as parts (or named).
+            budget = settings.CHAT_CONTEXT_TOKENS
+            upstream = attachment_prompt.content(content, attached[pk], conversation.model, budget)
+            messages.append({"role": role, "content": upstream})
         elif content:
             messages.append({"role": role, "content": content})
     if not tools.offered_to(conversation.model):

@@ -17,3 +17,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"chat-tests-{os.getpid()}.sqlite3")
     }
+
+# Attachments go to a directory of this run's own, never the checkout's media/.
+MEDIA_ROOT = tempfile.mkdtemp(prefix="chat-test-media-")

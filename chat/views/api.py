@@ -50,16 +50,21 @@ async def conversation(request: AuthenticatedRequest, pk: str) -> HttpResponseBa
         await services.conversation_rename(conversation=found, title=title.strip())
         return JsonResponse(conversation_dict(found))
     data = conversation_dict(found)
-    data["messages"] = [message_dict(m) async for m in found.messages.all()]
+    shown = found.messages.prefetch_related("attachments")
+    data["messages"] = [message_dict(m) async for m in shown]
     return JsonResponse(data)
 
 
 @api_view("POST")
 async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
-    content = _content(json_body(request), required=True)
+    data = json_body(request)
+    content = _content(data, required=True)
     posted = await services.message_post(
-        conversation=found, content=content, api_key=request.api_key
+        conversation=found,
+        content=content,
+        api_key=request.api_key,
+        attachment_ids=_attachment_ids(data),
     )
     return await _answering(request, posted)
 
@@ -74,6 +79,13 @@ async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponseBase
         conversation=found, content=content, api_key=request.api_key
     )
     return await _answering(request, posted)
+
+
+def _attachment_ids(data: dict[str, object]) -> list[str]:
+    ids = data.get("attachments", [])
+    if not isinstance(ids, list) or not all(isinstance(pk, str) for pk in ids):
+        raise BadRequest("invalid_field", "'attachments' must be a list of attachment ids.")
+    return ids
 
 
 def _content(data: dict[str, object], *, required: bool) -> str:

@@ -9,11 +9,13 @@ fragments rendered from the very partials the full pages use.
 from collections.abc import Awaitable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages as flash
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
-from chat import export, services
+from chat import attachments, db, export, services
 from chat.forms import MessageForm, NewConversationForm, RenameForm, model_label
 from chat.models import Conversation, Message
 from chat.refusals import Refused
@@ -38,6 +40,7 @@ async def home(request: AuthenticatedRequest) -> HttpResponse:
             content=form.cleaned_data["content"],
             model=form.cleaned_data["model"],
             system_prompt=form.cleaned_data["system_prompt"].strip(),
+            attachment_ids=await _attachment_ids(request),
         )
     except Refused as refused:
         form.add_error(None, refused.message)
@@ -107,7 +110,7 @@ async def delete(request: AuthenticatedRequest, pk: str) -> HttpResponse:
 @page_view("GET")
 async def export_conversation(request: AuthenticatedRequest, pk: str, fmt: str) -> HttpResponse:
     found = await _conversation_of(request, pk)
-    transcript = [message async for message in found.messages.all()]
+    transcript = [message async for message in found.messages.prefetch_related("attachments")]
     if fmt == "json":
         body, content_type = export.as_json(found, transcript), "application/json"
     else:
@@ -127,7 +130,11 @@ async def sidebar(request: AuthenticatedRequest) -> HttpResponse:
 @page_view("GET")
 async def message(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     """Return one message as the transcript shows it: a finished answer replaces its bubble."""
-    messages = Message.objects.owned_by(request.user).select_related("generation", "conversation")
+    messages = (
+        Message.objects.owned_by(request.user)
+        .select_related("generation", "conversation")
+        .prefetch_related("attachments")
+    )
     found = await owned(messages, pk, "message")
     later = Message.objects.filter(
         conversation_id=found.conversation_id, created_at__gt=found.created_at
@@ -157,8 +164,28 @@ async def _answer_text(request: AuthenticatedRequest, pk: str, *, edit: bool) ->
     if edit:
         started = services.answer_again(conversation=found, content=content)
         return await _start_answer(request, found, started, MessageForm(), whole_transcript=True)
-    started = services.message_post(conversation=found, content=content)
+    try:
+        attachment_ids = await _attachment_ids(request)
+    except Refused as refused:
+        return await _refusal(request, found, form, refused)
+    started = services.message_post(
+        conversation=found, content=content, attachment_ids=attachment_ids
+    )
     return await _start_answer(request, found, started, form, whole_transcript=False)
+
+
+async def _attachment_ids(request: AuthenticatedRequest) -> list[str]:
+    """Return the ids of the files sent with a message: uploaded already (the script's
+    `attachments` fields), or in this very form (`files`, without JavaScript)."""
+    ids = request.POST.getlist("attachments")
+    for sent in request.FILES.getlist("files"):
+        if sent.size is not None and sent.size > settings.CHAT_ATTACHMENT_MAX_BYTES:
+            raise attachments.too_big()
+        data = sent.read()
+        checked = await sync_to_async(attachments.check, thread_sensitive=False)(data)
+        stored = await db.write(attachments.store, request.user, sent.name or "", data, checked)
+        ids.append(str(stored.pk))
+    return ids
 
 
 async def _start_answer(
@@ -228,7 +255,10 @@ async def _conversation_page(
 async def _transcript_context(found: Conversation) -> dict[str, Any]:
     # Not "messages": that name is django.contrib.messages' in templates.
     transcript = [
-        _prepared(message) async for message in found.messages.select_related("generation")
+        _prepared(message)
+        async for message in found.messages.select_related("generation").prefetch_related(
+            "attachments"
+        )
     ]
     questions = [message for message in transcript if message.role == Message.Role.USER]
     last = transcript[-1] if transcript else None
