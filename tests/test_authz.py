@@ -18,8 +18,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connections
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from chat import api_keys, generation
-from chat.models import ApiKey, Conversation, Generation, Message, Usage
+from chat import api_keys, attachments, generation
+from chat.models import ApiKey, Attachment, Conversation, Generation, Message, ShareLink, Usage
+from tests import attachment_files
 from tests.asgi_client import AsgiClient, Response
 from tests.conftest import finished_exchange, session_cookie
 
@@ -82,6 +83,9 @@ UI_MESSAGE = (
     '[{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}]}'
 )
 KEY_NAME = '{"name": "k"}'
+ATTACHMENT = {"pk": "attachment"}
+SHARED_ATTACHMENT = {"token": "share_token", "pk": "shared_attachment"}
+UPLOAD = attachment_files.multipart("notes.txt", b"Some notes")[::-1]
 
 
 def admin_model(name: str, target: str, *, add: int = 200, change: int = 200) -> dict[str, Route]:
@@ -128,6 +132,13 @@ MATRIX: dict[str, Route] = {
     "chat:export-markdown": Route({"GET": Call(page(200))}, CONVERSATION),
     "chat:export-json": Route({"GET": Call(page(200))}, CONVERSATION),
     "chat:message": Route({"GET": Call(page(200))}, {"pk": "answer"}),
+    "chat:attachment": Route({"GET": Call(page(200))}, ATTACHMENT),
+    "chat:attachment-thumbnail": Route({"GET": Call(page(200))}, ATTACHMENT),
+    # A share link's files: anyone with the link, whoever they are.
+    "chat:shared-attachment": Route({"GET": Call(account(200, users=200))}, SHARED_ATTACHMENT),
+    "chat:shared-attachment-thumbnail": Route(
+        {"GET": Call(account(200, users=200))}, SHARED_ATTACHMENT
+    ),
     # Accounts: open to anyone; a logged-in user is sent home.
     "login": Route(
         {"GET": Call(account(200)), "POST": Call(account(200), form(username="x", password="y"))}
@@ -155,6 +166,8 @@ MATRIX: dict[str, Route] = {
         {"GET": Call(api(200, others=200)), "POST": Call(api(201, others=201), json(KEY_NAME))}
     ),
     "api:key": Route({"DELETE": Call(api(204))}, KEY),
+    "api:attachments": Route({"POST": Call(api(201, others=201), UPLOAD)}),
+    "api:attachment": Route({"DELETE": Call(api(204))}, ATTACHMENT),
     "v1:models": Route({"GET": Call(api(200, others=200))}),
     # The AI SDK's chat: alice's chat id is hers; bob's own post makes him a new chat.
     "api:ui-chat": Route({"POST": Call(api(200), json(UI_MESSAGE))}),
@@ -196,10 +209,11 @@ MATRIX: dict[str, Route] = {
     **admin_model("chat_generation", "generation", add=403, change=403),
     **admin_model("chat_usage", "usage", add=403, change=403),
     **admin_model("chat_apikey", "key", add=403, change=403),
+    **admin_model("chat_attachment", "attachment", add=403, change=403),
 }
 
 # The world's objects that belong to alice: bob asking for them must look like a miss.
-ALICES = {"conversation", "answer", "generation", "key", "ui_chat"}
+ALICES = {"conversation", "answer", "generation", "key", "ui_chat", "attachment"}
 
 
 def named_routes(patterns: list, namespace: str = "") -> Iterator[str]:
@@ -236,8 +250,25 @@ def world(alice: User, bob: User) -> dict[str, str]:
         "group": str(Group.objects.create(name="editors").pk),
         "conversation_type": str(ContentType.objects.get_for_model(Conversation).pk),
         "app": "chat",
+        **shared_attachment(conversation, answer),
+        "attachment": str(image(alice).pk),
         **{f"{user.username}-session": session_cookie(user) for user in (alice, bob, staff)},
     }
+
+
+def image(owner: User) -> Attachment:
+    data = attachment_files.image()
+    return attachments.store(owner, "photo.png", data, attachments.check(data))
+
+
+def shared_attachment(conversation: Conversation, answer: Message) -> dict[str, str]:
+    """An image sent with the question of a shared branch (question, answer)."""
+    question = conversation.messages.get(role="user")
+    Message.objects.filter(pk=answer.pk).update(parent=question)
+    sent = image(conversation.owner)
+    Attachment.objects.filter(pk=sent.pk).update(message=question)
+    link = ShareLink.objects.create(conversation=conversation, leaf=answer, token="shared-token")
+    return {"share_token": link.token, "shared_attachment": str(sent.pk)}
 
 
 @pytest.fixture
@@ -254,13 +285,15 @@ def snapshot() -> list[tuple]:
     """Every row a request could change, in full."""
     return [
         tuple(model.objects.order_by("pk").values_list())
-        for model in (User, Group, Conversation, Message, Generation, Usage, ApiKey)
+        for model in (User, Group, Conversation, Message, Generation, Usage, ApiKey, Attachment)
     ]
 
 
 async def call(client: AsgiClient, method: str, path: str, body: tuple[str, bytes]) -> Response:
     content_type, data = body
-    headers = {"Content-Type": content_type} if content_type else {}
+    headers = (
+        {"Content-Type": content_type, "Content-Length": str(len(data))} if content_type else {}
+    )
     return await client.request(method, path, body=data, headers=headers)
 
 
