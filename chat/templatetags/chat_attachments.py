@@ -1,6 +1,7 @@
 """The attachments of a message in templates, and their URLs: the owner's, or a share link's."""
 
 from django import template
+from django.conf import settings
 from django.urls import reverse
 
 from chat.attachments import size_text
@@ -34,3 +35,13 @@ def attachment_thumbnail_url(attachment: Attachment, share_token: str = "") -> s
     if share_token:
         return reverse("chat:shared-attachment-thumbnail", args=[share_token, attachment.pk])
     return reverse("chat:attachment-thumbnail", args=[attachment.pk])
+
+
+@register.simple_tag
+def max_attachments() -> int:
+    return int(settings.CHAT_ATTACHMENTS_PER_MESSAGE)
+
+
+@register.simple_tag
+def max_attachment_bytes() -> int:
+    return int(settings.CHAT_ATTACHMENT_MAX_BYTES)

@@ -1,11 +1,13 @@
 // The chat page's script: streams answers into their bubbles (answer-stream.js, and
-// reconnect.js when the reader comes back), and drives the composer (composer.js).
+// reconnect.js when the reader comes back), and drives the composer (composer.js) and
+// its attachments (attachments.js: uploaded on pick, drop or paste).
 // Also: Copy buttons (clipboard.js), keyboard shortcuts (Enter sends, Shift+Enter new
 // line, Escape stops, Ctrl/Cmd+Shift+O new chat), "jump to latest" (scrolling.js), the
 // menus (menus.js), and refreshing the sidebar when an answer ends (sidebar.js).
 // Here: the wiring, and what follows an htmx swap.
 
 import { closeAll, wireAll } from "./answer-stream.js";
+import { watchAttachments } from "./attachments.js";
 import { copyClicked, decorate } from "./clipboard.js";
 import { growComposer, stopClicked, stopOnEscape, watchComposer } from "./composer.js";
 import { closeMenusOutside, closeOpenMenu, openClickedMenu, watchMenus } from "./menus.js";
@@ -14,6 +16,7 @@ import { jumpClicked, toBottom, updateJump, watchScrolling } from "./scrolling.j
 import { closeSidebar, sidebarClicked } from "./sidebar.js";
 
 watchReturns();
+watchAttachments(); // first: its submit check runs before the composer's
 watchComposer();
 watchMenus();
 
