@@ -45,6 +45,7 @@ def test_an_image_attached_with_the_button_is_sent_and_shown(
     page.locator(".chip--uploading .chip__progress").wait_for(timeout=WAIT_MS)
     page.locator(".chip--done .chip__thumb").wait_for(timeout=WAIT_MS)
     assert page.locator(".chip__name").inner_text() == "photo.png"
+    session.shot("attachment-in-composer")
     send(page, "What is in this picture?")
     wait_finished(page)
 
@@ -53,6 +54,7 @@ def test_an_image_attached_with_the_button_is_sent_and_shown(
     assert thumbnail.evaluate("(img) => img.complete && img.naturalWidth > 0")
     # The model saw it: the fake model echoes what it was sent.
     assert "[Attached image: photo.png (64×48)]" in answer_text(page)
+    session.shot("attachment-sent")
     body = upstream_fake.requests[0]["body"]["messages"][-1]["content"]
     assert body[1]["image_url"]["url"].startswith("data:image/png;base64,")
     # The full image, from the thumbnail's link.
