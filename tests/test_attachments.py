@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from chat import attachments, generation
+from chat import attachments, context, generation
 from chat.models import Attachment, Conversation, Message, ShareLink
 from tests import attachment_files as files
 from tests.asgi_client import AsgiClient, Response, read_events
@@ -476,3 +476,15 @@ async def test_exports_list_attachments_without_their_bytes(api, demo_model, med
 
     assert re.search(r"- Attached: `photo.png` \(image, image/png, [\d.]+ \w+\)", markdown)
     assert exported["messages"][0]["attachments"][0]["name"] == "photo.png"
+
+
+def test_an_image_part_costs_a_fixed_number_of_tokens_not_its_bytes():
+    text = {"role": "user", "content": "Look"}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100_000}}
+    with_image = {"role": "user", "content": [{"type": "text", "text": "Look"}, image]}
+
+    plain, _ = context.message_tokens([text], "gpt-4o-mini")
+    parts, _ = context.message_tokens([with_image], "gpt-4o-mini")
+
+    assert parts == plain + context.IMAGE_TOKENS
+    assert context.fit([with_image], "gpt-4o-mini", 100) == [with_image]
