@@ -11,7 +11,16 @@ from chat import feedback, usage
 from chat import generation as generations
 from chat.branches import Tree
 from chat.export import tool_call_text
-from chat.models import ApiKey, Conversation, Feedback, Generation, Message, ShareLink, Usage
+from chat.models import (
+    ApiKey,
+    Attachment,
+    Conversation,
+    Feedback,
+    Generation,
+    Message,
+    ShareLink,
+    Usage,
+)
 
 
 class MessageInline(admin.StackedInline[Message, Conversation]):
@@ -343,6 +352,37 @@ class FeedbackAdmin(admin.ModelAdmin[Feedback]):
     @admin.display(description="the answer")
     def answer(self, given: Feedback) -> str:
         return given.message.content
+
+
+ATTACHMENT_FIELDS = (
+    "name",
+    "owner",
+    "kind",
+    "content_type",
+    "size",
+    "width",
+    "height",
+    "message",
+    "created_at",
+)
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin[Attachment]):
+    """Files users attached: what they are and whose, read-only (the bytes are theirs)."""
+
+    list_display = ("name", "owner", "kind", "size", "message", "created_at")
+    list_filter = ["kind", "created_at"]
+    list_select_related = ["owner", "message"]
+    search_fields = ["name", "owner__username"]
+    readonly_fields = ATTACHMENT_FIELDS
+    fields = ATTACHMENT_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Usage)

@@ -35,8 +35,10 @@ class Tree:
 
     @classmethod
     async def of(cls, conversation: Conversation) -> "Tree":
-        found = conversation.messages.select_related("generation", "feedback").order_by(
-            "created_at"
+        found = (
+            conversation.messages.select_related("generation", "feedback")
+            .prefetch_related("attachments")
+            .order_by("created_at")
         )
         return cls([message async for message in found])
 

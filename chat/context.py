@@ -14,6 +14,8 @@ import bpe_openai
 
 CHARS_PER_TOKEN = 4  # the usual estimate for English text
 MESSAGE_OVERHEAD = 4  # tokens the chat format adds around each message
+# What an image part costs: OpenAI's price of a 1024 by 1024 image in high detail, for all.
+IMAGE_TOKENS = 765
 
 
 @functools.cache
@@ -37,7 +39,7 @@ def message_tokens(messages: list[dict[str, Any]], model: str) -> tuple[int, boo
     total, estimated = 0, False
     for message in messages:
         count, guess = count_tokens(_text_of(message), model)
-        total += count + MESSAGE_OVERHEAD
+        total += count + MESSAGE_OVERHEAD + IMAGE_TOKENS * _images_in(message)
         estimated |= guess
     return total, estimated
 
@@ -67,8 +69,37 @@ def fit(messages: list[dict[str, Any]], model: str, budget: int) -> list[dict[st
     return system + [message for unit in reversed(kept) for message in unit]
 
 
+def trimmed(text: str, model: str, tokens: int) -> str:
+    """Return the start of text that fits in `tokens` tokens of the model."""
+    if tokens <= 0:
+        return ""
+    encoding = _encoding(model)
+    if encoding is None:
+        return text[: tokens * CHARS_PER_TOKEN]
+    encoded = encoding.encode(text, disallowed_special=())
+    return text if len(encoded) <= tokens else encoding.decode(encoded[:tokens])
+
+
 def _text_of(message: dict[str, Any]) -> str:
-    """Return what of a message the model reads: its content and any tool calls."""
+    """Return what of a message the model reads: its content's text and any tool calls."""
     calls = message.get("tool_calls") or []
     called = [call["function"]["name"] + call["function"]["arguments"] for call in calls]
-    return "\n".join([message.get("content") or "", *called])
+    return "\n".join([content_text(message.get("content")), *called])
+
+
+def content_text(content: Any) -> str:
+    """Return a message content's text: the string, or the text parts of a list."""
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and "text" in part
+        )
+    return content or ""
+
+
+def _images_in(message: dict[str, Any]) -> int:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")

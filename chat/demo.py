@@ -17,6 +17,7 @@ from typing import Any
 import httpx2
 from django.conf import settings
 
+from chat.context import content_text
 from chat.turns import CONTINUE_PROMPT
 
 DEMO_MODEL = "demo"
@@ -35,11 +36,20 @@ LONG_TAIL = (
     "like the rest. Stopping an answer yourself offers Continue too. This sentence is "
     "the end of the demo's long answer.\n"
 )
+# How chat/attachment_prompt.py writes attachments into a message, as a model reads them.
+ATTACHED = re.compile(
+    r"^\[(?:Attached image|Image not shown): (?P<image>.+) \((?P<size>\d+\u00d7\d+)\)(?:;.*)?\]$"
+    r"|^\[Attached (?P<kind>text file|PDF): (?P<name>.+)\]\n"
+    r"(?P<fence>`{3,})\n(?P<body>.*?)\n(?P=fence)$",
+    re.MULTILINE | re.DOTALL,
+)
+FIRST_WORDS = 8
 
 
 def demo_answer(messages: list[dict[str, Any]]) -> str:
     """Return the demo model's deterministic answer to a conversation."""
     question = _question(messages)
+    attached = _attached(messages)
     quoted = "\n".join(f"> {line}" for line in question.splitlines()) or "> (nothing)"
     turns = sum(1 for m in messages if m.get("role") == "user")
     return (
@@ -47,7 +57,8 @@ def demo_answer(messages: list[dict[str, Any]]) -> str:
         "I can only reflect what you wrote. You said:\n\n"
         f"{quoted}\n\n"
         f"That is {len(question.split())} words, in turn {turns} of this conversation.\n\n"
-        "To talk to a real model, set `OPENAI_API_KEY` (OpenAI) or `OPENAI_BASE_URL` "
+        + (f"You attached: {attached}.\n\n" if attached else "")
+        + "To talk to a real model, set `OPENAI_API_KEY` (OpenAI) or `OPENAI_BASE_URL` "
         "(any OpenAI-compatible server such as Ollama or vLLM) and restart:\n\n"
         "```bash\nexport OPENAI_API_KEY=sk-...\nmake run\n```\n"
     )
@@ -106,8 +117,29 @@ def _rest(messages: list[dict[str, Any]]) -> str:
 
 
 def _question(messages: list[dict[str, Any]]) -> str:
+    """The last user message's own words, without what is attached to it."""
+    text = _last_user_text(messages)
+    first = ATTACHED.search(text)
+    return (text[: first.start()] if first else text).strip()
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
     users = [m for m in messages if m.get("role") == "user"]
-    return str(users[-1].get("content") or "").strip() if users else ""
+    return content_text(users[-1].get("content")) if users else ""
+
+
+def _attached(messages: list[dict[str, Any]]) -> str:
+    """Say what the last user message attaches: an image's size, a file's first words."""
+    said = []
+    for match in ATTACHED.finditer(_last_user_text(messages)):
+        if match["image"]:
+            said.append(f"{match['image']} (image, {match['size']})")
+        else:
+            words = match["body"].split()
+            start = " ".join(words[:FIRST_WORDS]) + ("…" if len(words) > FIRST_WORDS else "")
+            kind = "text" if match["kind"] == "text file" else "PDF"
+            said.append(f"{match['name']} ({kind}: “{start}”)")
+    return "; ".join(said)
 
 
 def _tokens(field: str, text: str) -> list[dict[str, Any]]:
@@ -223,7 +255,8 @@ class _ChunkStream(httpx2.AsyncByteStream):
 
 
 def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
-    prompt = sum(len(split_tokens(str(m.get("content") or ""))) for m in body.get("messages", []))
+    messages = body.get("messages", [])
+    prompt = sum(len(split_tokens(content_text(m.get("content")))) for m in messages)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

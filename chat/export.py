@@ -5,9 +5,10 @@ from typing import Any
 
 from django.utils.text import slugify
 
+from chat.attachments import size_text
 from chat.forms import model_label
-from chat.models import Conversation, Message
-from chat.serialize import ConversationDict, conversation_dict, message_dict
+from chat.models import Attachment, Conversation, Message
+from chat.serialize import ConversationDict, attachments_of, conversation_dict, message_dict
 
 SPEAKERS: dict[str, str] = {Message.Role.USER: "You", Message.Role.ASSISTANT: "Assistant"}
 
@@ -31,6 +32,10 @@ def as_markdown(conversation: Conversation, messages: list[Message]) -> str:
             lines.append("")
         if message.content:
             lines += [message.content.rstrip(), ""]
+        attached = attachments_of(message)
+        lines += [f"- Attached: {attachment_text(a)}" for a in attached]
+        if attached:
+            lines.append("")
         if message.status == Message.Status.ERROR:
             lines += [f"*(The answer failed: {message.error_message or message.error_code})*", ""]
         elif message.status == Message.Status.CANCELLED:
@@ -50,6 +55,12 @@ def tool_call_text(call: dict[str, Any]) -> str:
     else:
         outcome = "stopped"
     return f"`{call['name']}` with `{arguments}`: {outcome}"
+
+
+def attachment_text(attachment: Attachment) -> str:
+    """Say in a line what was attached: the bytes stay on the server."""
+    shown = attachment.name.replace("`", "'")
+    return f"`{shown}` ({attachment.kind}, {attachment.content_type}, {size_text(attachment.size)})"
 
 
 def as_json(conversation: Conversation, messages: list[Message]) -> str:

@@ -11,6 +11,7 @@ log), for an answer nobody reads (CHAT_ABANDON_AFTER), or for the server's shutd
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-from chat import answering, db, ending, failures, logs, titles, tools
+from chat import answering, attachment_prompt, db, ending, failures, logs, titles, tools
 from chat.answer import Answer, stored_parts
 from chat.answering import Prepared
 from chat.ending import LOG_FAILURES
@@ -112,6 +113,9 @@ async def run(generation_id: Any) -> None:
         tools=tools.offered_to(generation.model),
         user=generation.conversation.owner,
     )
+    # Attached images go upstream as data URLs; the stored request only refers to them.
+    request = await db.run(attachment_prompt.expanded, prepared.request)
+    prepared = dataclasses.replace(prepared, request=request)
     answer = Answer.of(_continued(generation))
     try:
         await _produce(generation, prepared, answer)

@@ -2,8 +2,10 @@
 
 from typing import Any, NotRequired, TypedDict
 
+from django.urls import reverse
+
 from chat import feedback
-from chat.models import Conversation, Feedback, Generation, Message
+from chat.models import Attachment, Conversation, Feedback, Generation, Message
 
 
 class MessageDict(TypedDict):
@@ -16,6 +18,7 @@ class MessageDict(TypedDict):
     status: str
     finish_reason: str
     created_at: str
+    attachments: list["AttachmentDict"]
     error: NotRequired[dict[str, str]]
     feedback: NotRequired["FeedbackDict"]
 
@@ -23,6 +26,18 @@ class MessageDict(TypedDict):
 class FeedbackDict(TypedDict):
     rating: str
     comment: str
+
+
+class AttachmentDict(TypedDict):
+    id: str
+    name: str
+    kind: str
+    content_type: str
+    size: int
+    width: int | None
+    height: int | None
+    url: str
+    thumbnail_url: str | None
 
 
 class ConversationDict(TypedDict):
@@ -67,6 +82,7 @@ def message_dict(message: Message) -> MessageDict:
         "status": message.status,
         "finish_reason": message.finish_reason,
         "created_at": message.created_at.isoformat(),
+        "attachments": [attachment_dict(a) for a in attachments_of(message)],
     }
     if message.status == Message.Status.ERROR:
         data["error"] = {"code": message.error_code, "message": message.error_message}
@@ -88,4 +104,29 @@ def generation_dict(generation: Generation, stream_url: str) -> GenerationDict:
         "id": str(generation.pk),
         "stream_url": stream_url,
         "cancel_url": generation.get_cancel_url(),
+    }
+
+
+def attachments_of(message: Message) -> list[Attachment]:
+    """Return the message's attachments: prefetched (prefetch_related("attachments")),
+    or given to it by whoever claimed them; a message with neither has none."""
+    cache = getattr(message, "_prefetched_objects_cache", {})
+    if "attachments" in cache:
+        return list(cache["attachments"])
+    return list(getattr(message, "sent_attachments", []))
+
+
+def attachment_dict(attachment: Attachment) -> AttachmentDict:
+    return {
+        "id": str(attachment.pk),
+        "name": attachment.name,
+        "kind": attachment.kind,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "width": attachment.width,
+        "height": attachment.height,
+        "url": reverse("chat:attachment", args=[attachment.pk]),
+        "thumbnail_url": reverse("chat:attachment-thumbnail", args=[attachment.pk])
+        if attachment.thumbnail
+        else None,
     }

@@ -13,14 +13,14 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from chat import context, db, limits, logs, refusals, tools, turns
+from chat import attachment_prompt, attachments, context, db, limits, logs, refusals, tools, turns
 from chat import generation as generations
 from chat.branches import Tree, leaf_after_switch
 from chat.eventlog import EventLogUnavailable
@@ -61,6 +61,7 @@ async def conversation_start(
     system_prompt: str = "",
     client_id: str | None = None,
     api_key: ApiKey | None = None,
+    attachment_ids: Sequence[str] = (),
 ) -> Posted:
     """Make a conversation with its first message, and start answering it.
 
@@ -70,7 +71,12 @@ async def conversation_start(
         owner=owner, model=model, system_prompt=system_prompt, client_id=client_id
     )
     try:
-        return await message_post(conversation=conversation, content=content, api_key=api_key)
+        return await message_post(
+            conversation=conversation,
+            content=content,
+            api_key=api_key,
+            attachment_ids=attachment_ids,
+        )
     except Refused:
         await db.write(conversation.delete)
         raise
@@ -82,15 +88,25 @@ async def message_post(
     content: str,
     api_key: ApiKey | None = None,
     parent_id: Any = AT_LEAF,
+    attachment_ids: Sequence[str] = (),
 ) -> Posted:
     """Save the user's message and an empty answer, and start answering; or raise Refused.
 
     `parent_id`: the answer the message follows (None: a new first message); by default
     the last message on screen. `api_key`: the key the answer is asked for with, charged
-    with its usage.
+    with its usage. `attachment_ids`: the user's unsent uploads to send with it
+    (chat/attachments.py).
     """
     asker = Asker.now(api_key)
-    return await _started(await _write(_message_post, conversation.pk, content, asker, parent_id))
+    posted = await _write(
+        _message_post,
+        conversation.pk,
+        content,
+        asker,
+        parent_id,
+        attachment_ids=attachment_ids,
+    )
+    return await _started(posted)
 
 
 async def answer_again(
@@ -182,7 +198,12 @@ class Asker:
 
 
 def _message_post(
-    conversation_id: Any, content: str, asker: Asker, parent_id: Any = AT_LEAF
+    conversation_id: Any,
+    content: str,
+    asker: Asker,
+    parent_id: Any = AT_LEAF,
+    *,
+    attachment_ids: Sequence[str] = (),
 ) -> Posted:
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
@@ -193,6 +214,8 @@ def _message_post(
         else:
             parent = _message_of(conversation, parent_id, Message.Role.ASSISTANT)
         question = _ask(conversation, parent, content)
+        # Attachments: claimed in this transaction, or the message is not posted.
+        attachments.claim(conversation.owner, question, attachment_ids)
         if not conversation.title:
             conversation.title = shortened(content)
         return question, _start_answer(conversation, question, asker, regenerated=False)
@@ -380,10 +403,18 @@ def build_request(conversation: Conversation, last: Message) -> dict[str, Any]:
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
     tree = Tree(conversation.messages.select_related("generation"))
+    attached = attachment_prompt.of_conversation(conversation)
     for message in tree.branch(last.pk):
         if message.role == Message.Role.ASSISTANT:
             layout = message.generation.event_layout if _has_generation(message) else []
             messages += turns.answer_messages(message.content, message.tool_calls, layout)
+        elif message.pk in attached:
+            # Attachments: their text trimmed to the context, images as parts (or named).
+            budget = settings.CHAT_CONTEXT_TOKENS
+            upstream = attachment_prompt.content(
+                message.content, attached[message.pk], conversation.model, budget
+            )
+            messages.append({"role": message.role, "content": upstream})
         elif message.content:
             messages.append({"role": message.role, "content": message.content})
     if not tools.offered_to(conversation.model):

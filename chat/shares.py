@@ -63,5 +63,7 @@ def find(token: str) -> ShareLink | None:
 
 def branch(link: ShareLink) -> list[Message]:
     """The messages the link shows: from the first down to its leaf, nothing later."""
-    messages = link.conversation.messages.select_related("generation")
+    messages = link.conversation.messages.select_related("generation").prefetch_related(
+        "attachments"
+    )
     return Tree(messages).branch(link.leaf_id)

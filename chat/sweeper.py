@@ -4,6 +4,7 @@ Ends the answers whose producing process vanished (a crash, a kill, a deploy).
 Readers settle such an answer as soon as they notice; the sweeper does it for answers
 nobody is reading. It runs once when a server process takes its first request and then
 every CHAT_SWEEP_INTERVAL seconds; `manage.py sweep_generations` runs it by hand.
+Each sweep also deletes the uploads nobody sent within a day (`manage.py sweep_attachments`).
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 from django.utils.decorators import sync_and_async_middleware
 
+from chat import attachments, db
 from chat.ending import settle
 from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.models import Generation
@@ -47,6 +49,7 @@ async def _sweep_forever() -> None:
     while True:
         try:
             await sweep()
+            await db.run(attachments.sweep_unsent)
         except (EventLogUnavailable, DatabaseError) as exc:
             logger.warning("sweep skipped: %s", exc)
         await asyncio.sleep(settings.CHAT_SWEEP_INTERVAL)

@@ -245,6 +245,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
+# Uploaded attachments. No MEDIA_URL: nothing here is served as a static file; only
+# chat/views/attachments.py serves a file, to its owner or through a share link.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or BASE_DIR / "media")
 # Production serves the collected files compressed, with their content's hash in their
 # names so browsers keep them for good; development serves static/ as it is.
 STORAGES = {
@@ -300,33 +303,40 @@ OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 CHAT_DEMO = not (OPENAI_API_KEY or OPENAI_BASE_URL)
 
 
-def env_models(name: str, default: str) -> tuple[list[str], dict[str, dict[str, str]], set[str]]:
-    """Read the models a conversation may use: names, each one's own endpoint, and the
-    models offered no tools.
+def env_models(
+    name: str, default: str
+) -> tuple[list[str], dict[str, dict[str, str]], set[str], set[str]]:
+    """Read the models a conversation may use: names, each one's own endpoint, the
+    models offered no tools, and the models that see images.
 
     Either a comma-separated list of names served by OPENAI_BASE_URL, or a JSON list
     whose entries are names or objects {"name", "label"?, "base_url"?, "api_key_env"?,
-    "tools"?} (api_key_env names the environment variable that holds that endpoint's
-    key; "tools": false offers the model no tools).
+    "tools"?, "vision"?} (api_key_env names the environment variable that holds that
+    endpoint's key; "tools": false offers the model no tools; "vision": true sends it
+    attached images).
     """
     raw = env_str(name).strip() or default
     if not raw.startswith("["):
-        return [item.strip() for item in raw.split(",") if item.strip()], {}, set()
+        return [item.strip() for item in raw.split(",") if item.strip()], {}, set(), set()
     try:
         entries = json.loads(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(
             f"{name} must be comma-separated names or a JSON list; it is not valid JSON: {exc}"
         ) from None
-    names, endpoints, without_tools = [], {}, set()
+    names, endpoints, without_tools, vision = [], {}, set(), set()
     for entry in entries if isinstance(entries, list) else [None]:
         spec = {"name": entry} if isinstance(entry, str) else entry
         if not isinstance(spec, dict) or "name" not in spec:
             raise ImproperlyConfigured(f"{name}: each entry needs a name, not {entry!r}")
         if not isinstance(spec.get("tools", True), bool):
             raise ImproperlyConfigured(f'{name}: "tools" in {spec} must be true or false')
+        if not isinstance(spec.get("vision", False), bool):
+            raise ImproperlyConfigured(f'{name}: "vision" in {spec} must be true or false')
         if not spec.pop("tools", True):
             without_tools.add(spec["name"])
+        if spec.pop("vision", False):
+            vision.add(spec["name"])
         unknown = set(spec) - {"name", "label", "base_url", "api_key_env"}
         if unknown:
             raise ImproperlyConfigured(f"{name}: unknown keys {sorted(unknown)} in {spec}")
@@ -342,11 +352,13 @@ def env_models(name: str, default: str) -> tuple[list[str], dict[str, dict[str, 
             endpoint["api_key"] = os.environ[spec["api_key_env"]]
         names.append(spec["name"])
         endpoints[spec["name"]] = endpoint
-    return names, endpoints, without_tools
+    return names, endpoints, without_tools, vision
 
 
 CHAT_MODEL = env_str("CHAT_MODEL", "demo" if CHAT_DEMO else "gpt-4o-mini")
-CHAT_MODELS, CHAT_MODEL_ENDPOINTS, CHAT_MODELS_WITHOUT_TOOLS = env_models("CHAT_MODELS", CHAT_MODEL)
+CHAT_MODELS, CHAT_MODEL_ENDPOINTS, CHAT_MODELS_WITHOUT_TOOLS, CHAT_VISION_MODELS = env_models(
+    "CHAT_MODELS", CHAT_MODEL
+)
 if not CHAT_MODELS:
     raise ImproperlyConfigured("CHAT_MODELS names no model")
 if CHAT_MODEL not in CHAT_MODELS:
@@ -440,6 +452,14 @@ CHAT_MONTHLY_TOKEN_BUDGET = env_number("CHAT_MONTHLY_TOKEN_BUDGET", 0, minimum=0
 CHAT_STAFF_EXEMPT = env_bool("CHAT_STAFF_EXEMPT", True)
 # Tokens of conversation sent upstream at most: the oldest messages are left out to fit.
 CHAT_CONTEXT_TOKENS = env_number("CHAT_CONTEXT_TOKENS", 16_000, minimum=100)
+
+# Attachments: bytes per file, files per message, characters of text kept from a text
+# file or a PDF, pages of a PDF read, and pixels of an image (width times height) decoded.
+CHAT_ATTACHMENT_MAX_BYTES = env_number("CHAT_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+CHAT_ATTACHMENTS_PER_MESSAGE = env_number("CHAT_ATTACHMENTS_PER_MESSAGE", 5, minimum=0)
+CHAT_ATTACHMENT_TEXT_CHARS = env_number("CHAT_ATTACHMENT_TEXT_CHARS", 100_000, minimum=1)
+CHAT_ATTACHMENT_PDF_PAGES = env_number("CHAT_ATTACHMENT_PDF_PAGES", 100, minimum=1)
+CHAT_ATTACHMENT_MAX_PIXELS = env_number("CHAT_ATTACHMENT_MAX_PIXELS", 40_000_000, minimum=1)
 
 # Seconds between sweeps for answers whose process died; 0 turns the sweeper off.
 CHAT_SWEEP_INTERVAL = env_number("CHAT_SWEEP_INTERVAL", 60.0, minimum=0.0)

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "insecure-key-for-the-test-suite-only")
 
@@ -17,3 +18,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"chat-tests-{os.getpid()}.sqlite3")
     }
+
+# Attachments go to a directory of this run's own, never the checkout's media/.
+MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="chat-test-media-"))

@@ -18,8 +18,18 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connections
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from chat import api_keys, generation
-from chat.models import ApiKey, Conversation, Feedback, Generation, Message, ShareLink, Usage
+from chat import api_keys, attachments, generation
+from chat.models import (
+    ApiKey,
+    Attachment,
+    Conversation,
+    Feedback,
+    Generation,
+    Message,
+    ShareLink,
+    Usage,
+)
+from tests import attachment_files
 from tests.asgi_client import AsgiClient, Response
 from tests.conftest import finished_exchange, session_cookie
 
@@ -85,7 +95,10 @@ UI_MESSAGE = (
 )
 KEY_NAME = '{"name": "k"}'
 # In a body, replaced by the id of alice's answer.
-ANSWER = "ANSWER_ID"
+ANSWER_ID = "ANSWER_ID"
+ATTACHMENT = {"pk": "attachment"}
+SHARED_ATTACHMENT = {"token": "share_token", "pk": "shared_attachment"}
+UPLOAD = attachment_files.multipart("notes.txt", b"Some notes")[::-1]
 
 
 def admin_model(name: str, target: str, *, add: int = 200, change: int = 200) -> dict[str, Route]:
@@ -127,13 +140,20 @@ MATRIX: dict[str, Route] = {
     "chat:edit": Route({"POST": Call(page(REDIRECT), form(content="Hi again"))}, CONVERSATION),
     # The world's answer is finished, not cut off: alice is told it cannot go on.
     "chat:continue": Route({"POST": Call(page(409), form())}, CONVERSATION),
-    "chat:switch": Route({"POST": Call(page(REDIRECT), form(message=ANSWER))}, CONVERSATION),
+    "chat:switch": Route({"POST": Call(page(REDIRECT), form(message=ANSWER_ID))}, CONVERSATION),
     "chat:rename": Route({"POST": Call(page(REDIRECT), form(title="Renamed"))}, CONVERSATION),
     "chat:delete": Route(
         {"GET": Call(page(200)), "POST": Call(page(REDIRECT), form())}, CONVERSATION
     ),
     "chat:export-markdown": Route({"GET": Call(page(200))}, CONVERSATION),
     "chat:export-json": Route({"GET": Call(page(200))}, CONVERSATION),
+    "chat:attachment": Route({"GET": Call(page(200))}, ATTACHMENT),
+    "chat:attachment-thumbnail": Route({"GET": Call(page(200))}, ATTACHMENT),
+    # A share link's files: anyone with the link, whoever they are.
+    "chat:shared-attachment": Route({"GET": Call(account(200, users=200))}, SHARED_ATTACHMENT),
+    "chat:shared-attachment-thumbnail": Route(
+        {"GET": Call(account(200, users=200))}, SHARED_ATTACHMENT
+    ),
     "chat:message": Route({"GET": Call(page(200))}, ANSWER),
     "chat:message-feedback": Route({"POST": Call(page(REDIRECT), form(rating="down"))}, ANSWER),
     "chat:shares": Route({"GET": Call(page(200)), "POST": Call(page(201), form())}, CONVERSATION),
@@ -165,7 +185,7 @@ MATRIX: dict[str, Route] = {
     "api:regenerate": Route({"POST": Call(api(202), json("{}"))}, CONVERSATION),
     "api:continue": Route({"POST": Call(api(409))}, CONVERSATION),
     "api:switch": Route(
-        {"POST": Call(api(200), json(f'{{"message_id": "{ANSWER}"}}'))}, CONVERSATION
+        {"POST": Call(api(200), json(f'{{"message_id": "{ANSWER_ID}"}}'))}, CONVERSATION
     ),
     "api:generation-stream": Route({"GET": Call(api(200))}, {"pk": "generation"}),
     "api:generation-cancel": Route({"POST": Call(api(202))}, {"pk": "generation"}),
@@ -184,6 +204,8 @@ MATRIX: dict[str, Route] = {
         },
         ANSWER,
     ),
+    "api:attachments": Route({"POST": Call(api(201, others=201), UPLOAD)}),
+    "api:attachment": Route({"DELETE": Call(api(204))}, ATTACHMENT),
     "v1:models": Route({"GET": Call(api(200, others=200))}),
     # The AI SDK's chat: alice's chat id is hers; bob's own post makes him a new chat.
     "api:ui-chat": Route({"POST": Call(api(200), json(UI_MESSAGE))}),
@@ -227,10 +249,11 @@ MATRIX: dict[str, Route] = {
     **admin_model("chat_apikey", "key", add=403, change=403),
     **admin_model("chat_sharelink", "share", add=403, change=403),
     **admin_model("chat_feedback", "feedback", add=403, change=403),
+    **admin_model("chat_attachment", "attachment", add=403, change=403),
 }
 
 # The world's objects that belong to alice: bob asking for them must look like a miss.
-ALICES = {"conversation", "answer", "generation", "key", "ui_chat", "share"}
+ALICES = {"conversation", "answer", "generation", "key", "ui_chat", "share", "attachment"}
 
 
 def named_routes(patterns: list, namespace: str = "") -> Iterator[str]:
@@ -272,8 +295,25 @@ def world(alice: User, bob: User) -> dict[str, str]:
         "group": str(Group.objects.create(name="editors").pk),
         "conversation_type": str(ContentType.objects.get_for_model(Conversation).pk),
         "app": "chat",
+        **shared_attachment(conversation, answer),
+        "attachment": str(image(alice).pk),
         **{f"{user.username}-session": session_cookie(user) for user in (alice, bob, staff)},
     }
+
+
+def image(owner: User) -> Attachment:
+    data = attachment_files.image()
+    return attachments.store(owner, "photo.png", data, attachments.check(data))
+
+
+def shared_attachment(conversation: Conversation, answer: Message) -> dict[str, str]:
+    """An image sent with the question of a shared branch (question, answer)."""
+    question = conversation.messages.get(role="user")
+    Message.objects.filter(pk=answer.pk).update(parent=question)
+    sent = image(conversation.owner)
+    Attachment.objects.filter(pk=sent.pk).update(message=question)
+    link = ShareLink.objects.create(conversation=conversation, leaf=answer, token="t" * 43)
+    return {"share_token": link.token, "shared_attachment": str(sent.pk)}
 
 
 @pytest.fixture
@@ -300,6 +340,7 @@ def snapshot() -> list[tuple]:
             ApiKey,
             ShareLink,
             Feedback,
+            Attachment,
         )
     ]
 
@@ -308,8 +349,10 @@ async def call(
     client: AsgiClient, method: str, path: str, body: tuple[str, bytes], world: dict[str, str]
 ) -> Response:
     content_type, data = body
-    data = data.replace(ANSWER.encode(), world["answer"].encode())
-    headers = {"Content-Type": content_type} if content_type else {}
+    data = data.replace(ANSWER_ID.encode(), world["answer"].encode())
+    headers = (
+        {"Content-Type": content_type, "Content-Length": str(len(data))} if content_type else {}
+    )
     return await client.request(method, path, body=data, headers=headers)
 
 

@@ -19,8 +19,18 @@ from django.contrib.auth.models import User
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from chat import generation
-from chat.models import ApiKey, Conversation, Feedback, Generation, Message, ShareLink, Usage
+from chat import attachments, generation
+from chat.models import (
+    ApiKey,
+    Attachment,
+    Conversation,
+    Feedback,
+    Generation,
+    Message,
+    ShareLink,
+    Usage,
+)
+from tests import attachment_files
 from tests.asgi_client import AsgiClient, Response, parse_events
 from tests.conftest import finished_exchange
 
@@ -68,6 +78,8 @@ ENDPOINTS = [
     ("POST", "/api/ui/chat/{ui_chat}/stop"),
     ("GET", "/api/ui/chat/{ui_chat}/messages"),
     ("POST", "/v1/chat/completions"),
+    ("POST", "/api/attachments/"),
+    ("DELETE", "/api/attachments/{attachment}/"),
 ]
 FIELDS = ["title", "model", "system_prompt", "content", "prompt", "messages", "role"]
 FIELDS += ["temperature", "max_tokens", "cache", "name", "expires_in_days"]
@@ -160,13 +172,23 @@ def exchange(owner: User) -> dict[str, str]:
         "generation": str(finished.pk),
         "key": str(key.pk),
         "ui_chat": conversation.client_id,
+        "attachment": str(attachments.store(owner, "a.txt", b"a", attachments.check(b"a")).pk),
     }
 
 
 def snapshot() -> list[tuple]:
     return [
         tuple(model.objects.order_by("pk").values_list())
-        for model in (Conversation, Message, Generation, Usage, ApiKey, ShareLink, Feedback)
+        for model in (
+            Conversation,
+            Message,
+            Generation,
+            Usage,
+            ApiKey,
+            ShareLink,
+            Feedback,
+            Attachment,
+        )
     ]
 
 
@@ -275,7 +297,7 @@ async def test_any_acceptable_text_is_answered_to_the_end(api, alice, template, 
 @given(pk=texts)
 async def test_a_malformed_id_in_the_path_is_a_json_404(api, method, template, pk):
     quoted = quote(pk.encode("utf-8", "surrogatepass"), safe="")
-    ids = ("conversation", "generation", "key", "ui_chat", "share", "answer")
+    ids = ("conversation", "generation", "key", "ui_chat", "share", "answer", "attachment")
     path = template.format(**dict.fromkeys(ids, quoted))
 
     response, content, refused = await send(api, method, path, b"{}", {})
@@ -300,3 +322,44 @@ async def test_a_form_body_django_cannot_parse_is_a_documented_400(api, content_
 
     assert response.status == 400
     assert_documented(response, content)
+
+
+# Uploads: any bytes under any name, in a well-formed multipart body or a broken one.
+upload_names = st.text(max_size=40) | st.sampled_from(["", "a.png", "../../x.pdf", "<b>.txt"])
+upload_bytes = (
+    st.binary(max_size=2000)
+    | st.sampled_from(
+        [
+            attachment_files.image(),
+            attachment_files.image()[:80],
+            attachment_files.pdf("Hello"),
+            attachment_files.pdf("Hello")[:200],
+            attachment_files.png_bomb(),
+            b"%PDF-1.7\n" + b"\x00" * 50,
+            b"GIF89a" + b"\xff" * 40,
+            b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+        ]
+    )
+    | st.binary(max_size=200).map(lambda tail: attachment_files.image() + tail)
+)
+
+
+@FUZZ
+@given(name=upload_names, data=upload_bytes, cut=st.integers(0, 3))
+async def test_any_upload_is_stored_whole_or_refused_with_nothing_stored(
+    api, alice, name, data, cut
+):
+    safe_name = name.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    body, content_type = attachment_files.multipart(safe_name, data)
+    if cut:  # a body cut short: no closing boundary
+        body = body[: -cut * 7]
+    headers = {"Content-Type": content_type}
+
+    response, content, refused = await send(api, "POST", "/api/attachments/", body, headers)
+
+    assert_documented(response, content)
+    if not refused:
+        shown = json.loads(content)
+        assert response.status == 201
+        assert shown["kind"] in ("image", "text", "pdf")
+        await Attachment.objects.filter(pk=shown["id"]).adelete()

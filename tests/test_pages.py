@@ -143,8 +143,9 @@ def test_it_reads_the_transcript_in_a_fixed_number_of_queries(
     for n in range(5):
         make_conversation(ann, title=f"other {n}")
 
-    # Session, user, conversation, sidebar, transcript (with each answer's generation).
-    with django_assert_num_queries(5):
+    # Session, user, conversation, sidebar, transcript (with each answer's generation),
+    # and every message's attachments in one.
+    with django_assert_num_queries(6):
         response = client_ann.get(conversation.get_absolute_url())
 
     assert response.status_code == 200

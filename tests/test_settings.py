@@ -101,6 +101,9 @@ NONSENSE = [
     ("CHAT_DB_POOL_MAX", "-1", f"{WHOLE} 0"),
     ("CHAT_DB_POOL_MIN", "few", f"{WHOLE} 0"),
     ("CHAT_DB_POOL_TIMEOUT", "0", "a number of at least 0.1"),
+    ("CHAT_ATTACHMENT_MAX_BYTES", "10MB", f"{WHOLE} 1"),
+    ("CHAT_ATTACHMENTS_PER_MESSAGE", "-1", f"{WHOLE} 0"),
+    ("CHAT_ATTACHMENT_TEXT_CHARS", "0", f"{WHOLE} 1"),
 ]
 
 
@@ -120,6 +123,10 @@ def test_a_nonsense_value_stops_start_up_saying_which_variable_and_what_it_may_b
     [
         ({"CHAT_MODELS": "a,b", "CHAT_MODEL": "c"}, "CHAT_MODEL 'c' is not one of CHAT_MODELS"),
         ({"CHAT_EVENT_LOG": "redis"}, "CHAT_EVENT_LOG=redis needs REDIS_URL"),
+        (
+            {"CHAT_MODELS": '[{"name": "a", "vision": "yes"}]', "CHAT_MODEL": "a"},
+            '"vision" in .* must be true or false',
+        ),
         ({"DJANGO_DEBUG": "0"}, "SECRET_KEY is not set"),
         (
             {"CHAT_DB_POOL_MIN": "5", "CHAT_DB_POOL_MAX": "3"},
@@ -164,7 +171,8 @@ def test_good_values_are_read_as_python_values(monkeypatch, env, setting, expect
 
 def test_a_log_level_and_json_models_are_read_into_their_settings(monkeypatch):
     models = (
-        '["a", {"name": "b", "label": "B", "base_url": "http://127.0.0.1:1/v1", "tools": false}]'
+        '["a", {"name": "b", "label": "B", "base_url": "http://127.0.0.1:1/v1", "tools": false,'
+        ' "vision": true}]'
     )
 
     loaded = load_settings(monkeypatch, LOG_LEVEL="WARNING", CHAT_MODEL="b", CHAT_MODELS=models)
@@ -176,6 +184,7 @@ def test_a_log_level_and_json_models_are_read_into_their_settings(monkeypatch):
         "base_url": "http://127.0.0.1:1/v1",
     }
     assert loaded["CHAT_MODELS_WITHOUT_TOOLS"] == {"b"}
+    assert loaded["CHAT_VISION_MODELS"] == {"b"}
     assert loaded["CHAT_TOOLS"] == [
         "chat.tools.builtin.calculator",
         "chat.tools.builtin.current_time",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import api, completions, feedback, keys, shares, stream, ui_chat
+from chat.views import api, attachments, completions, feedback, keys, shares, stream, ui_chat
 
 app_name = "api"
 
@@ -18,6 +18,8 @@ urlpatterns = [
     path("generations/<uuid:pk>/cancel", api.generation_cancel, name="generation-cancel"),
     path("completions", completions.completion, name="completions"),
     path("chat/completions", completions.chat_completion, name="chat-completions"),
+    path("attachments/", attachments.upload, name="attachments"),
+    path("attachments/<uuid:pk>/", attachments.attachment, name="attachment"),
     path("keys/", keys.keys, name="keys"),
     path("keys/<uuid:pk>/", keys.key, name="key"),
     path("ui/chat", ui_chat.chat, name="ui-chat"),

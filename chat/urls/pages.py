@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import feedback, keys, pages, shares, usage
+from chat.views import attachments, feedback, keys, pages, shares, usage
 
 app_name = "chat"
 
@@ -21,6 +21,22 @@ urlpatterns = [
     path("shares/<uuid:pk>/revoke", shares.share_revoke, name="share-revoke"),
     path("m/<uuid:pk>/", pages.message, name="message"),
     path("m/<uuid:pk>/feedback", feedback.feedback_page, name="message-feedback"),
+    path("attachments/<uuid:pk>/", attachments.attachment_file, name="attachment"),
+    path(
+        "attachments/<uuid:pk>/thumbnail",
+        attachments.attachment_thumbnail,
+        name="attachment-thumbnail",
+    ),
+    path(
+        "s/<str:token>/attachments/<uuid:pk>/",
+        attachments.shared_file,
+        name="shared-attachment",
+    ),
+    path(
+        "s/<str:token>/attachments/<uuid:pk>/thumbnail",
+        attachments.shared_thumbnail,
+        name="shared-attachment-thumbnail",
+    ),
     path("usage/", usage.usage_page, name="usage"),
     path("keys/", keys.keys_page, name="keys"),
     path("keys/<uuid:pk>/revoke", keys.key_revoke, name="key-revoke"),

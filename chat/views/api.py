@@ -70,7 +70,11 @@ async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     content = _content(data, required=True)
     parent_id = _message_id(data, "parent_id") if "parent_id" in data else services.AT_LEAF
     posted = await services.message_post(
-        conversation=found, content=content, api_key=request.api_key, parent_id=parent_id
+        conversation=found,
+        content=content,
+        api_key=request.api_key,
+        parent_id=parent_id,
+        attachment_ids=_attachment_ids(data),
     )
     return await _answering(request, posted)
 
@@ -116,6 +120,13 @@ def _message_id(data: dict[str, object], name: str, *, required: bool = False) -
     if not isinstance(value, str):
         raise BadRequest("invalid_field", f"'{name}' must be a message id.")
     return value
+
+
+def _attachment_ids(data: dict[str, object]) -> list[str]:
+    ids = data.get("attachments", [])
+    if not isinstance(ids, list) or not all(isinstance(pk, str) for pk in ids):
+        raise BadRequest("invalid_field", "'attachments' must be a list of attachment ids.")
+    return ids
 
 
 def _content(data: dict[str, object], *, required: bool) -> str:

@@ -10,11 +10,13 @@ fragments rendered from the very partials the full pages use.
 from collections.abc import Awaitable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages as flash
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
-from chat import export, services
+from chat import attachments, db, export, services
 from chat.branches import Tree
 from chat.forms import MessageForm, NewConversationForm, RenameForm, model_label
 from chat.models import Conversation, Message
@@ -40,6 +42,7 @@ async def home(request: AuthenticatedRequest) -> HttpResponse:
             content=form.cleaned_data["content"],
             model=form.cleaned_data["model"],
             system_prompt=form.cleaned_data["system_prompt"].strip(),
+            attachment_ids=await _attachment_ids(request),
         )
     except Refused as refused:
         form.add_error(None, refused.message)
@@ -184,8 +187,28 @@ async def _answer_text(request: AuthenticatedRequest, pk: str, *, edit: bool) ->
             conversation=found, content=content, question_id=question_id
         )
         return await _start_answer(request, found, started, MessageForm(), whole_transcript=True)
-    started = services.message_post(conversation=found, content=content)
+    try:
+        attachment_ids = await _attachment_ids(request)
+    except Refused as refused:
+        return await _refusal(request, found, form, refused)
+    started = services.message_post(
+        conversation=found, content=content, attachment_ids=attachment_ids
+    )
     return await _start_answer(request, found, started, form, whole_transcript=False)
+
+
+async def _attachment_ids(request: AuthenticatedRequest) -> list[str]:
+    """Return the ids of the files sent with a message: uploaded already (the script's
+    `attachments` fields), or in this very form (`files`, without JavaScript)."""
+    ids = request.POST.getlist("attachments")
+    for sent in request.FILES.getlist("files"):
+        if sent.size is not None and sent.size > settings.CHAT_ATTACHMENT_MAX_BYTES:
+            raise attachments.too_big()
+        data = sent.read()
+        checked = await sync_to_async(attachments.check, thread_sensitive=False)(data)
+        stored = await db.write(attachments.store, request.user, sent.name or "", data, checked)
+        ids.append(str(stored.pk))
+    return ids
 
 
 async def _start_answer(

@@ -8,6 +8,7 @@ tests skip with the reason, except in CI (CI set), where that is a failure.
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-MODELS = '[{"name": "gpt-test", "label": "Test model"}, "gpt-other"]'
+MODELS = '[{"name": "gpt-test", "label": "Test model", "vision": true}, "gpt-other"]'
 TOOLS = ["chat.tools.builtin.calculator", "tests.tools_for_tests.slow_steps"]
 
 
@@ -71,6 +72,7 @@ def server(django_db_setup, django_db_blocker, fake_openai) -> Iterator[str]:
             "CHAT_CHECKPOINT_INTERVAL": "0.2",
             "CHAT_TOOLS": ",".join(TOOLS),
             "LOG_LEVEL": "WARNING",
+            "MEDIA_ROOT": tempfile.mkdtemp(prefix="chat-e2e-media-"),
         }
     port = free_port()
     application = servers.APPLICATION

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
+from tests.attachment_files import image
 from tests.e2e.test_browser import WAIT_MS, send, titled, wait_finished
 from tests.fakeopenai import Reply
 from tests.xss_corpus import PAYLOADS
@@ -156,4 +157,35 @@ def test_the_xss_corpus_streams_and_renders_as_inert_text(open_session, alice_us
     page.reload()
     page.wait_for_selector(".msg--complete .prose")
     assert FIRST_PAYLOAD_AS_TEXT in page.locator(".msg--complete .prose").inner_text()
+    assert_nothing_ran(session)
+
+
+HOSTILE_NAME = "<img src=x onerror=alert(1)>"
+
+
+def test_hostile_attachment_names_show_as_text(open_session, alice_user, upstream_fake):
+    session = open_session(alice_user)
+    page = session.page
+    page.add_init_script(WATCH)
+    session.goto("/")
+    upload = page.get_by_label("Attach files")
+
+    upload.set_input_files(
+        [
+            {"name": f"{HOSTILE_NAME}.png", "mimeType": "image/png", "buffer": image()},
+            {"name": f"{HOSTILE_NAME}.txt", "mimeType": "text/plain", "buffer": b"<script>x"},
+        ]
+    )
+    page.locator(".chip--done").nth(1).wait_for(timeout=WAIT_MS)
+    names = page.locator(".chip__name").all_inner_texts()
+    assert names == [f"{HOSTILE_NAME}.png", f"{HOSTILE_NAME}.txt"]
+    assert_nothing_ran(session)
+    send(page, "Names")
+    wait_finished(page)
+
+    assert page.locator(".msg--user .attachment__name").inner_text() == f"{HOSTILE_NAME}.txt"
+    assert page.locator(".msg--user .attachments img").get_attribute("alt") == f"{HOSTILE_NAME}.png"
+    assert_nothing_ran(session)
+    page.reload()
+    page.locator(".msg--user .attachments").wait_for()
     assert_nothing_ran(session)

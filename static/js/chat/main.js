@@ -1,5 +1,6 @@
 // The chat page's script: streams answers into their bubbles (answer-stream.js, and
-// reconnect.js when the reader comes back), and drives the composer (composer.js).
+// reconnect.js when the reader comes back), and drives the composer (composer.js) and
+// its attachments (attachments.js: uploaded on pick, drop or paste).
 // Also: Copy buttons (clipboard.js), keyboard shortcuts (Enter sends, Shift+Enter new
 // line, Escape stops; the others, listed in the "?" dialog, in shortcuts.js), "jump to
 // latest" (scrolling.js), the menus (menus.js), and refreshing the sidebar when an answer
@@ -7,6 +8,7 @@
 // Here: the wiring, and what follows an htmx swap.
 
 import { closeAll, wireAll } from "./answer-stream.js";
+import { watchAttachments } from "./attachments.js";
 import { copyClicked, decorate } from "./clipboard.js";
 import { growComposer, stopClicked, stopOnEscape, watchComposer } from "./composer.js";
 import { closeMenusOutside, closeOpenMenu, openClickedMenu, watchMenus } from "./menus.js";
@@ -16,6 +18,7 @@ import { watchShortcuts } from "./shortcuts.js";
 import { closeSidebar, sidebarClicked } from "./sidebar.js";
 
 watchReturns();
+watchAttachments(); // first: its submit check runs before the composer's
 watchComposer();
 watchMenus();
 watchShortcuts();
