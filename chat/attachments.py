@@ -23,6 +23,7 @@ import pypdf
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -221,9 +222,22 @@ def _files_go_with_the_row(sender: Any, instance: Attachment, **kwargs: Any) -> 
 
 def _delete_files(attachment: Attachment) -> None:
     for field in (attachment.file, attachment.thumbnail):
-        if field.name:
+        if field.name and not _still_used(field.name):
             with contextlib.suppress(OSError):
                 field.storage.delete(field.name)
+
+
+def _still_used(name: str) -> bool:
+    """Whether another row still shows this file (an edited question's carried over)."""
+    return Attachment.objects.filter(Q(file=name) | Q(thumbnail=name)).exists()
+
+
+def carry_over(source: Message, edited: Message) -> None:
+    """Send the files of a question with its edited version too: new rows, the same files."""
+    for attachment in source.attachments.all():
+        attachment.pk = None  # a new row, with a new id
+        attachment.message = edited
+        attachment.save(force_insert=True)
 
 
 def claim(owner: Any, message: Message, ids: Sequence[Any]) -> list[Attachment]:

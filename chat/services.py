@@ -231,7 +231,9 @@ def _answer_again(
         else:
             question = _message_of(conversation, question_id, Message.Role.USER)
         if content is not None:
-            question = _ask(conversation, question.parent, content)
+            edited = _ask(conversation, question.parent, content)
+            attachments.carry_over(question, edited)
+            question = edited
         return question, _start_answer(conversation, question, asker, regenerated=True)
 
 

@@ -465,6 +465,36 @@ async def test_deleting_a_conversation_deletes_its_files(api, demo_model, media)
     assert stored(media) == []
 
 
+async def test_an_edited_question_keeps_its_files_and_both_versions_show_them(
+    api, upstream, media, settings
+):
+    settings.CHAT_VISION_MODELS = set()
+    image = await uploaded(api, "photo.png", files.image())
+    conversation = await create(api)
+    await post(api, conversation, content="See?", attachments=[image["id"]])
+    await generation.wait_all()
+    first = await Message.objects.aget(role="user")
+
+    edited = await api.post(
+        f"/api/conversations/{conversation['id']}/regenerate",
+        {"message_id": str(first.pk), "content": "And now?"},
+    )
+    await generation.wait_all()
+
+    assert edited.status == 202
+    questions = [m async for m in Message.objects.filter(role="user").order_by("created_at")]
+    names = [[a.name async for a in q.attachments.all()] for q in questions]
+    assert names == [["photo.png"], ["photo.png"]]
+    assert upstream.requests[-1]["body"]["messages"][-1]["content"] == (
+        "And now?\n\n[Image not shown: photo.png (64×48); this model does not see images]"
+    )
+    files_before = stored(media)
+    await Attachment.objects.filter(message=first).adelete()
+    assert stored(media) == files_before  # the edited version still shows them
+    assert (await api.delete(f"/api/conversations/{conversation['id']}/")).status == 204
+    assert stored(media) == []
+
+
 async def test_exports_list_attachments_without_their_bytes(api, demo_model, media):
     image = await uploaded(api, "photo.png", files.image())
     conversation = await create(api)
