@@ -57,7 +57,10 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)
-        branch = [m.pk for m in Tree(obj.messages.all()).current(obj)] if obj is not None else []
+        tree = Tree(obj.messages.all() if obj is not None else [])
+        branch = [message.pk for message in tree.current(obj)] if obj is not None else []
+        # The admin makes its inlines anew for each request: this is this request's tree.
+        self.versions = {message.pk: tree.versions(message) for message in tree.messages}
 
         class BranchFormSet(formset):  # type: ignore[valid-type,misc]
             def get_queryset(self) -> QuerySet[Message]:
@@ -68,12 +71,8 @@ class MessageInline(admin.StackedInline[Message, Conversation]):
 
     @admin.display(description="version")
     def version(self, message: Message) -> str:
-        siblings = list(
-            Message.objects.filter(conversation=message.conversation_id, parent=message.parent_id)
-            .order_by("created_at")
-            .values_list("pk", flat=True)
-        )
-        return f"{siblings.index(message.pk) + 1} of {len(siblings)}" if len(siblings) > 1 else "-"
+        versions = getattr(self, "versions", {}).get(message.pk)
+        return f"{versions.number} of {versions.count}" if versions else "-"
 
     @admin.display(description="feedback")
     def feedback_given(self, message: Message) -> str:

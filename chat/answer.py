@@ -46,6 +46,7 @@ class Answer:
     first_token: float | None = None
     thinking: tuple[float, float] | None = None  # when reasoning began, and when it gave way
     asked_client: bool = False  # the model asked the client for its tools (/v1)
+    asked_model: bool = True  # False: it ended before anything was asked (no cost)
 
     @classmethod
     def of(cls, parts: list[Part], failure: Failure | None = None) -> "Answer":

@@ -210,8 +210,40 @@ def store(owner: Any, name: str, data: bytes, checked: Checked) -> Attachment:
     return attachment
 
 
-def delete(attachment: Attachment) -> None:
-    attachment.delete()  # the files go with the row (below)
+def check_all(
+    files: Sequence[tuple[str, bytes]], already: int = 0
+) -> list[tuple[str, bytes, Checked]]:
+    """Check files sent together (`already`: how many more the message has) before any
+    is stored: too many, or one bad file, refuses them all."""
+    limit = settings.CHAT_ATTACHMENTS_PER_MESSAGE
+    if already + len(files) > limit:
+        raise Rejected(400, "too_many_attachments", f"At most {limit} files per message.")
+    return [(name, data, check(data)) for name, data in files]
+
+
+def store_all(owner: Any, files: Sequence[tuple[str, bytes, Checked]]) -> list[Attachment]:
+    """Store checked files together: all of them, or (on any failure) none."""
+    stored: list[Attachment] = []
+    try:
+        with transaction.atomic():
+            for name, data, checked in files:
+                stored.append(store(owner, name, data, checked))
+    except BaseException:
+        for attachment in stored:  # their rows are rolled back: the files go too
+            _delete_files(attachment)
+        raise
+    return stored
+
+
+def discard_unsent(owner: Any, ids: Sequence[Any]) -> int:
+    """Delete these uploads of the owner's unless a message has them now; return how many."""
+    unsent = Attachment.objects.owned_by(owner).unsent().filter(pk__in=ids)
+    deleted = 0
+    with transaction.atomic():
+        for attachment in unsent.select_for_update():
+            attachment.delete()
+            deleted += 1
+    return deleted
 
 
 @receiver(post_delete, sender=Attachment)

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import QuerySet
+
 from chat.models import Conversation, Message
 
 
@@ -35,11 +37,7 @@ class Tree:
 
     @classmethod
     async def of(cls, conversation: Conversation) -> "Tree":
-        found = (
-            conversation.messages.select_related("generation", "feedback")
-            .prefetch_related("attachments")
-            .order_by("created_at")
-        )
+        found = history(conversation).select_related("feedback").prefetch_related("attachments")
         return cls([message async for message in found])
 
     def branch(self, leaf_id: Any) -> list[Message]:
@@ -70,6 +68,12 @@ class Tree:
         previous = siblings[index - 1].pk if index > 0 else None
         following = siblings[index + 1].pk if index + 1 < len(siblings) else None
         return Versions(index + 1, len(siblings), previous, following)
+
+
+def history(conversation: Conversation) -> "QuerySet[Message]":
+    """The conversation's messages with how each answer was streamed; not the requests
+    sent for them, which hold the whole context each."""
+    return conversation.messages.select_related("generation").defer("generation__request")
 
 
 def leaf_after_switch(tree: Tree, message_id: Any) -> Message | None:

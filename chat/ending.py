@@ -20,7 +20,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from chat import db, failures, limits, usage
-from chat.answer import Answer, stored_parts
+from chat.answer import Answer, stored_parts, text_length
 from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.events import Ending, Event, Part
 from chat.events import usage as token_usage
@@ -92,8 +92,11 @@ async def settle(generation_id: Any) -> Generation | None:
 
 
 async def fail(generation: Generation, failure: Failure) -> None:
-    """End an answer that never started (its event log could not be opened)."""
-    await end(generation, salvaged(generation, [], failure))
+    """End an answer that never started (its event log could not be opened): the model
+    was never asked, so it cost nothing."""
+    unasked = salvaged(generation, [], failure)
+    unasked.asked_model = False
+    await end(generation, unasked)
 
 
 def salvaged(generation: Generation, logged: list[Event], failure: Failure) -> Answer:
@@ -139,17 +142,9 @@ def _store(generation: Generation, answer: Answer) -> bool:
         )
         if not claimed:
             return False
-        _write_message(generation.message, answer)
-        usage.record(
-            user_id=generation.conversation.owner_id,
-            request=generation.request,
-            text=answer.text,
-            usage=answer.usage,
-            estimated=answer.usage_estimated,
-            cached=answer.cached,
-            generation=generation,
-            api_key_id=generation.api_key_id,
-        )
+        _write_message(generation.message, answer, continued=bool(generation.continued_from))
+        if answer.asked_model:
+            _record_usage(generation, answer)
         Conversation.objects.filter(pk=generation.conversation_id).update(updated_at=now)
     generation.event_layout = answer.layout
     generation.last_event_id = answer.events + 1
@@ -158,7 +153,21 @@ def _store(generation: Generation, answer: Answer) -> bool:
     return True
 
 
-def _write_message(message: Message, answer: Answer) -> None:
+def _record_usage(generation: Generation, answer: Answer) -> None:
+    """What the answer cost; a continued one, what it wrote itself (the rest is billed)."""
+    usage.record(
+        user_id=generation.conversation.owner_id,
+        request=generation.request,
+        text=answer.text[text_length(answer.layout, generation.continued_from) :],
+        usage=answer.usage,
+        estimated=answer.usage_estimated,
+        cached=answer.cached,
+        generation=generation,
+        api_key_id=generation.api_key_id,
+    )
+
+
+def _write_message(message: Message, answer: Answer, *, continued: bool) -> None:
     message.content = answer.text
     message.reasoning = answer.reasoning_text
     if answer.thinking_seconds is not None:  # else as stored: rebuilt or continued, not timed
@@ -173,6 +182,10 @@ def _write_message(message: Message, answer: Answer) -> None:
         message.status = Message.Status.CANCELLED if cancelled else Message.Status.COMPLETE
         message.finish_reason = answer.finish_reason
     if answer.usage:
-        message.prompt_tokens = answer.usage["prompt_tokens"]
-        message.completion_tokens = answer.usage["completion_tokens"]
+        # A continued answer cost what it cost before, and this.
+        before = (
+            (message.prompt_tokens or 0, message.completion_tokens or 0) if continued else (0, 0)
+        )
+        message.prompt_tokens = before[0] + answer.usage["prompt_tokens"]
+        message.completion_tokens = before[1] + answer.usage["completion_tokens"]
     message.save()

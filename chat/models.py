@@ -157,6 +157,10 @@ class Generation(models.Model):
     regenerated = models.BooleanField(
         default=False, help_text="Asked for anew by the user: never answered from the cache."
     )
+    continued_from = models.PositiveIntegerField(
+        default=0,
+        help_text="How many of the answer's events came before it (a Continue): not its own.",
+    )
     cached = models.BooleanField(default=False)
     request_id = models.CharField(max_length=64, blank=True)
     api_key = models.ForeignKey(

@@ -22,7 +22,7 @@ from django.db import transaction
 
 from chat import attachment_prompt, attachments, context, db, limits, logs, refusals, tools, turns
 from chat import generation as generations
-from chat.branches import Tree, leaf_after_switch
+from chat.branches import Tree, history, leaf_after_switch
 from chat.eventlog import EventLogUnavailable
 from chat.models import ApiKey, Conversation, Generation, Message
 from chat.refusals import Refused
@@ -254,7 +254,7 @@ def _answer_continue(conversation_id: Any, asker: Asker) -> Posted:
 
 def _branch_switch(conversation_id: Any, message_id: Any) -> None:
     with transaction.atomic():
-        conversation = _lock_idle(conversation_id)
+        conversation = _lock_idle(conversation_id, answering=False)
         leaf = leaf_after_switch(Tree(conversation.messages.all()), _parse_id(message_id))
         if leaf is None:
             raise refusals.no_such_message()
@@ -263,11 +263,12 @@ def _branch_switch(conversation_id: Any, message_id: Any) -> None:
 
 
 def can_continue(message: Message) -> bool:
-    """Tell whether an answer may be continued: cut off at the length limit, or stopped."""
-    return message.role == Message.Role.ASSISTANT and (
-        message.status == Message.Status.CANCELLED
-        or (message.status == Message.Status.COMPLETE and message.finish_reason == "length")
-    )
+    """Tell whether an answer may be continued: one with text that was cut off at the
+    length limit, stopped, or broken off by a failure."""
+    if message.role != Message.Role.ASSISTANT or not message.content:
+        return False
+    cut_off = message.status == Message.Status.COMPLETE and message.finish_reason == "length"
+    return cut_off or message.status in (Message.Status.CANCELLED, Message.Status.ERROR)
 
 
 def _leaf(conversation: Conversation) -> Message | None:
@@ -306,7 +307,9 @@ def _ask(conversation: Conversation, parent: Message | None, content: str) -> Me
     )
 
 
-def _lock_idle(conversation_id: Any) -> Conversation:
+def _lock_idle(conversation_id: Any, *, answering: bool = True) -> Conversation:
+    """Lock the conversation, refusing while an answer streams; `answering`: one will
+    start, so its model must still be offered."""
     # The row lock serialises two posts to one conversation (PostgreSQL); SQLite's
     # IMMEDIATE transactions serialise them already.
     conversation = (
@@ -314,7 +317,7 @@ def _lock_idle(conversation_id: Any) -> Conversation:
     )
     if conversation.messages.filter(status=Message.Status.STREAMING).exists():
         raise refusals.busy()
-    if conversation.model not in settings.CHAT_MODELS:
+    if answering and conversation.model not in settings.CHAT_MODELS:
         raise refusals.model_withdrawn(conversation.model)
     return conversation
 
@@ -361,11 +364,13 @@ def _continue_answer(conversation: Conversation, answer: Message, asker: Asker) 
     the start, is the whole answer; the old generation goes (its usage row stays).
     """
     previous = Generation.objects.filter(message=answer).first()
-    layout = previous.event_layout if previous is not None else []
-    if previous is not None:
-        previous.delete()
+    if previous is None:  # nothing says how its events went: it cannot be rebuilt
+        raise refusals.nothing_to_continue()
+    # Built while the old generation's layout is there: it gives the answer's tool rounds.
     request = build_request(conversation, answer)
     request["messages"].append({"role": "user", "content": turns.CONTINUE_PROMPT})
+    layout = previous.event_layout
+    previous.delete()
     answer.status = Message.Status.STREAMING
     answer.finish_reason = answer.error_code = answer.error_message = ""
     answer.save()
@@ -376,6 +381,7 @@ def _continue_answer(conversation: Conversation, answer: Message, asker: Asker) 
         model=conversation.model,
         request=request,
         event_layout=layout,
+        continued_from=len(layout),
         regenerated=True,
         request_id=asker.request_id,
         api_key=asker.api_key,
@@ -404,7 +410,7 @@ def build_request(conversation: Conversation, last: Message) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
-    tree = Tree(conversation.messages.select_related("generation"))
+    tree = Tree(history(conversation))
     attached = attachment_prompt.of_conversation(conversation)
     for message in tree.branch(last.pk):
         if message.role == Message.Role.ASSISTANT:

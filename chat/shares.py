@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from chat.branches import Tree
+from chat.branches import Tree, history
 from chat.models import Conversation, Message, ShareLink
 from chat.refusals import Refused
 
@@ -63,7 +63,5 @@ def find(token: str) -> ShareLink | None:
 
 def branch(link: ShareLink) -> list[Message]:
     """The messages the link shows: from the first down to its leaf, nothing later."""
-    messages = link.conversation.messages.select_related("generation").prefetch_related(
-        "attachments"
-    )
+    messages = history(link.conversation).prefetch_related("attachments")
     return Tree(messages).branch(link.leaf_id)

@@ -49,7 +49,7 @@ async def _sweep_forever() -> None:
     while True:
         try:
             await sweep()
-            await db.run(attachments.sweep_unsent)
+            await db.write(attachments.sweep_unsent)
         except (EventLogUnavailable, DatabaseError) as exc:
             logger.warning("sweep skipped: %s", exc)
         await asyncio.sleep(settings.CHAT_SWEEP_INTERVAL)

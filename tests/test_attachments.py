@@ -410,7 +410,7 @@ async def shared_exchange(alice, api: AsgiClient) -> tuple[ShareLink, str, str]:
         Attachment.objects.filter(pk=on_branch["id"]).update(message=question)
         Attachment.objects.filter(pk=off_branch["id"]).update(message=other)
         return ShareLink.objects.create(
-            conversation=conversation, leaf=answer, token=secrets.token_urlsafe(16)
+            conversation=conversation, leaf=answer, token=secrets.token_urlsafe(32)
         )
 
     return await sync_to_async(make)(), on_branch["id"], off_branch["id"]

@@ -156,7 +156,9 @@ MATRIX: dict[str, Route] = {
     ),
     "chat:message": Route({"GET": Call(page(200))}, ANSWER),
     "chat:message-feedback": Route({"POST": Call(page(REDIRECT), form(rating="down"))}, ANSWER),
-    "chat:shares": Route({"GET": Call(page(200)), "POST": Call(page(201), form())}, CONVERSATION),
+    "chat:shares": Route(
+        {"GET": Call(page(200)), "POST": Call(page(REDIRECT), form())}, CONVERSATION
+    ),
     "chat:share-revoke": Route({"POST": Call(page(REDIRECT), form())}, SHARE),
     # A share link's page: anyone with the token reads it, logged in or not.
     "shared": Route(

@@ -16,9 +16,10 @@ from django.test import Client
 from django.urls import reverse
 
 from chat import generation, services
+from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.models import Conversation, Generation, Message, Usage
 from chat.turns import CONTINUE_PROMPT
-from tests.asgi_client import AsgiClient, read_events
+from tests.asgi_client import AsgiClient, read_events, read_until
 from tests.fakeopenai import Reply
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
@@ -372,8 +373,7 @@ async def test_a_stopped_answer_can_be_continued(api, upstream):
     posted = await api.post(f"/api/conversations/{conversation}/messages/", {"content": "slow"})
     started = await posted.json()
     stream = await api.get(started["generation"]["stream_url"])
-    async for _ in stream.chunks():
-        break
+    await read_until(stream, 2)  # some of the answer is written
     await api.post(started["generation"]["cancel_url"], {})
     await stream.body()
     await generation.wait_all()
@@ -472,3 +472,92 @@ def admin_page(conversation: str) -> str:
     client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
     url = reverse("admin:chat_conversation_change", args=[conversation])
     return client.get(url).content.decode()
+
+
+async def test_continuing_an_answer_that_called_a_tool_sends_its_rounds_back(
+    api, upstream, settings
+):
+    settings.CHAT_TOOLS = ["chat.tools.builtin.calculator"]
+    call = {
+        "tool_calls": [
+            {
+                "index": 0,
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "calculator", "arguments": '{"expression": "6*7"}'},
+            }
+        ]
+    }
+    cut = Reply(tokens=["The answer ", "is"], finish_reason="length")
+    upstream.reply_to("Sum?", Reply(tokens=[call], finish_reason="tool_calls", after_tools=cut))
+    upstream.reply_to(CONTINUE_PROMPT, Reply(tokens=[" 42."]))
+    conversation = await new_conversation(api)
+    await say(api, conversation, "Sum?")
+
+    continued = await answered(api, f"/api/conversations/{conversation}/continue", {})
+
+    sent = last_request(upstream)
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "user"]
+    assert sent[1]["tool_calls"][0]["function"]["name"] == "calculator"
+    assert sent[3] == {"role": "assistant", "content": "The answer is"}
+    answer = await Message.objects.aget(role="assistant")
+    assert answer.content == "The answer is 42."
+    assert len(answer.tool_calls) == 1 and answer.tool_calls[0]["result"] == {"value": 42}
+    assert continued["message"]["content"] == "Sum?"
+
+
+async def test_a_continued_answer_is_billed_once_for_what_it_had_already_written(
+    api, upstream, alice
+):
+    conversation = await new_conversation(api)
+    upstream.reply_to("Tell me", Reply(tokens=["word "] * 50, finish_reason="length"))
+    await say(api, conversation, "Tell me")
+    first = await Usage.objects.aget()
+    answer = await Message.objects.aget(role="assistant")
+    upstream.reply_to(CONTINUE_PROMPT, Reply(tokens=["end."], usage=False))
+
+    await answered(api, f"/api/conversations/{conversation}/continue", {})
+
+    second = await Usage.objects.exclude(pk=first.pk).aget()
+    assert second.estimated and second.completion_tokens <= 3
+    await answer.arefresh_from_db()
+    assert answer.completion_tokens == first.completion_tokens + second.completion_tokens
+    assert answer.prompt_tokens == first.prompt_tokens + second.prompt_tokens
+
+
+async def test_a_continue_whose_event_log_fails_keeps_the_answer_and_it_can_go_on_later(
+    api, upstream, monkeypatch
+):
+    conversation = await new_conversation(api)
+    await cut_off(api, upstream, conversation)
+    answer = await Message.objects.aget(role="assistant")
+
+    async def unavailable(self, key):
+        raise EventLogUnavailable("down")
+
+    log_class = type(get_event_log())
+    with monkeypatch.context() as patched:
+        patched.setattr(log_class, "open", unavailable)
+        refused = await api.post(f"/api/conversations/{conversation}/continue", {})
+
+    assert refused.status == 503
+    await answer.arefresh_from_db()
+    assert answer.content == "Once upon a"
+    assert await Usage.objects.acount() == 1  # nothing was asked of the model
+    continued = await api.post(f"/api/conversations/{conversation}/continue", {})
+    assert continued.status == 202
+
+
+async def test_versions_switch_in_a_conversation_whose_model_was_withdrawn(api, upstream):
+    conversation = await new_conversation(api)
+    first = await say(api, conversation, "one")
+    await answered(api, f"/api/conversations/{conversation}/regenerate", {})
+    await Conversation.objects.filter(pk=conversation).aupdate(model="withdrawn")
+    answers = (await tree(api, conversation))["messages"]
+
+    switched = await api.post(
+        f"/api/conversations/{conversation}/switch", {"message_id": answers[1]["id"]}
+    )
+
+    assert switched.status == 200
+    assert (await switched.json())["branch"] == [first["message"]["id"], answers[1]["id"]]

@@ -106,14 +106,20 @@ async def test_the_page_makes_lists_and_revokes_links(api, tree):
 
     made = await api.post_form(f"/c/{conversation.pk}/shares/", {})
 
-    assert made.status == 201
     link = await ShareLink.objects.aget(conversation=conversation)
-    html = (await made.body()).decode()
+    # Back to the list, the new link marked: a reload makes no second link.
+    assert (made.status, made.headers["location"]) == (
+        302,
+        f"/c/{conversation.pk}/shares/?made={link.pk}",
+    )
+    shown = await api.get(made.headers["location"])
+    html = (await shown.body()).decode()
     assert f'value="http://testserver/s/{link.token}/"' in html
     assert f'data-copy-text="http://testserver/s/{link.token}/"' in html
-    assert made.headers["cache-control"].startswith("max-age=0")
-    listed = await api.get(f"/c/{conversation.pk}/shares/")
-    assert link.token in (await listed.body()).decode()
+    assert "A new link is ready" in html
+    assert shown.headers["cache-control"].startswith("max-age=0")
+    listed = (await (await api.get(f"/c/{conversation.pk}/shares/")).body()).decode()
+    assert link.token in listed and "A new link is ready" not in listed
 
     revoked = await api.post_form(f"/shares/{link.pk}/revoke", {})
 

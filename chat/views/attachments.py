@@ -64,7 +64,9 @@ def _uploaded(request: HttpRequest) -> tuple[str, bytes]:
 async def attachment(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     """Remove an upload not yet sent (a sent one belongs to its message)."""
     found = await owned(Attachment.objects.owned_by(request.user).unsent(), pk, "attachment")
-    await db.write(attachments.delete, found)
+    # Only while it is unsent: a message posted meanwhile keeps it.
+    if not await db.write(attachments.discard_unsent, request.user, [found.pk]):
+        raise Http404("No such attachment.")
     return HttpResponse(status=204)
 
 
@@ -121,8 +123,9 @@ async def _served(found: Attachment, *, thumbnail: bool) -> HttpResponse:
 
 
 def _uncached(response: HttpResponse) -> HttpResponse:
-    # A share link's files: no copy may outlive the link's revocation.
+    # A share link's files: no copy may outlive the link's revocation, none indexed.
     response["Cache-Control"] = "private, no-store"
+    response["X-Robots-Tag"] = "noindex, nofollow"
     return response
 
 

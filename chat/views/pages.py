@@ -37,13 +37,15 @@ async def home(request: AuthenticatedRequest) -> HttpResponse:
     if not form.is_valid():
         return await _home_refused(request, form, status=422)
     try:
-        _, generation = await services.conversation_start(
+        ids, fresh = await _sent_files(request)
+        started = services.conversation_start(
             owner=request.user,
             content=form.cleaned_data["content"],
             model=form.cleaned_data["model"],
             system_prompt=form.cleaned_data["system_prompt"].strip(),
-            attachment_ids=await _attachment_ids(request),
+            attachment_ids=ids,
         )
+        _, generation = await _discarding_on_refusal(request, started, fresh)
     except Refused as refused:
         form.add_error(None, refused.message)
         return _retry_after(await _home_refused(request, form, status=refused.status), refused)
@@ -188,27 +190,42 @@ async def _answer_text(request: AuthenticatedRequest, pk: str, *, edit: bool) ->
         )
         return await _start_answer(request, found, started, MessageForm(), whole_transcript=True)
     try:
-        attachment_ids = await _attachment_ids(request)
+        ids, fresh = await _sent_files(request)
     except Refused as refused:
         return await _refusal(request, found, form, refused)
-    started = services.message_post(
-        conversation=found, content=content, attachment_ids=attachment_ids
-    )
+    started = services.message_post(conversation=found, content=content, attachment_ids=ids)
+    started = _discarding_on_refusal(request, started, fresh)
     return await _start_answer(request, found, started, form, whole_transcript=False)
 
 
-async def _attachment_ids(request: AuthenticatedRequest) -> list[str]:
-    """Return the ids of the files sent with a message: uploaded already (the script's
-    `attachments` fields), or in this very form (`files`, without JavaScript)."""
+async def _sent_files(request: AuthenticatedRequest) -> tuple[list[str], list[Any]]:
+    """Return the ids of the files sent with a message, and those of them stored just now:
+    uploaded already (the script's `attachments` fields), or in this very form (`files`,
+    without JavaScript), all checked before any is stored."""
     ids = request.POST.getlist("attachments")
+    files = []
     for sent in request.FILES.getlist("files"):
         if sent.size is not None and sent.size > settings.CHAT_ATTACHMENT_MAX_BYTES:
             raise attachments.too_big()
-        data = sent.read()
-        checked = await sync_to_async(attachments.check, thread_sensitive=False)(data)
-        stored = await db.write(attachments.store, request.user, sent.name or "", data, checked)
-        ids.append(str(stored.pk))
-    return ids
+        files.append((sent.name or "", sent.read()))
+    if not files:
+        return ids, []
+    checked = await sync_to_async(attachments.check_all, thread_sensitive=False)(files, len(ids))
+    stored = await db.write(attachments.store_all, request.user, checked)
+    fresh = [attachment.pk for attachment in stored]
+    return ids + [str(pk) for pk in fresh], fresh
+
+
+async def _discarding_on_refusal(
+    request: AuthenticatedRequest, started: Awaitable[Posted], fresh: list[Any]
+) -> Posted:
+    """Await the start; a refusal takes back the files this very post stored."""
+    try:
+        return await started
+    except Refused:
+        if fresh:
+            await db.write(attachments.discard_unsent, request.user, fresh)
+        raise
 
 
 async def _start_answer(

@@ -4,6 +4,7 @@ anyone with the URL reads without logging in.
 """
 
 from typing import Any
+from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.http import (
@@ -57,20 +58,24 @@ async def share(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
 
 @page_view("GET", "POST")
 async def shares_page(request: AuthenticatedRequest, pk: str) -> HttpResponse:
-    """The conversation's links, with Copy and Revoke; POST makes a new one."""
+    """The conversation's links, with Copy and Revoke; POST makes a new one, then comes
+    back here (`?made=<id>` marks it), so a reload makes no second link."""
     found = await _conversation_of(request, pk)
-    status, refusal, made = 200, None, None
+    status, refusal = 200, None
     if request.method == "POST":
         try:
             made = await db.write(shares.create, found.pk)
-            status = 201
         except Refused as refused:
             status, refusal = refused.status, refused.message
+        else:
+            url = reverse("chat:shares", args=[found.pk])
+            return HttpResponseRedirect(f"{url}?{urlencode({'made': made.pk})}")
     links = await _active_links(found)
+    made_id = request.GET.get("made")
     context = {
         "conversation": found,
         "links": [(link, request.build_absolute_uri(link.get_absolute_url())) for link in links],
-        "made": made,
+        "made": next((link for link in links if str(link.pk) == made_id), None),
         "refusal": refusal,
         **await sidebar_context(request),
     }

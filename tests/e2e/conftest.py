@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from tests import servers
 from tests.conftest import session_cookie
@@ -155,3 +156,8 @@ def open_session(browser, server, transactional_db):
     yield opened
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def alice_user(transactional_db) -> User:
+    return User.objects.create_user("alice", password="correct horse battery")

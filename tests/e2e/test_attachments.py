@@ -3,14 +3,14 @@ Attachments in a real browser: the paperclip (with its progress), drop and paste
 refused file's reason, and the thumbnail in the transcript after sending.
 """
 
+import time
+
 import pytest
 
 from tests.attachment_files import image
-from tests.e2e.test_browser import WAIT_MS, alice_user, answer_text, send, titled, wait_finished
+from tests.e2e.test_browser import WAIT_MS, answer_text, send, titled, wait_finished
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-__all__ = ["alice_user"]  # the fixture, for this module's tests
 
 PNG = {"name": "photo.png", "mimeType": "image/png", "buffer": image(size=(64, 48))}
 
@@ -51,7 +51,11 @@ def test_an_image_attached_with_the_button_is_sent_and_shown(
 
     thumbnail = page.locator(".msg--user .attachments img")
     assert thumbnail.get_attribute("alt") == "photo.png"
-    assert thumbnail.evaluate("(img) => img.complete && img.naturalWidth > 0")
+    # A lazy image: it loads once laid out, a moment after the bubble is swapped in.
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not thumbnail.evaluate("(img) => img.complete && img.naturalWidth > 0"):
+        assert time.monotonic() < deadline, "the thumbnail never loaded"
+        page.wait_for_timeout(50)
     # The model saw it: the fake model echoes what it was sent.
     assert "[Attached image: photo.png (64×48)]" in answer_text(page)
     session.shot("attachment-sent")

@@ -55,11 +55,6 @@ def wait_count(locator, count: int, timeout: float = WAIT_MS / 1000) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def alice_user(transactional_db) -> User:
-    return User.objects.create_user("alice", password="correct horse battery")
-
-
 def make_chat(owner: User, title: str, *exchange: str) -> Conversation:
     conversation = Conversation.objects.create(owner=owner, title=title, model="gpt-test")
     for n, content in enumerate(exchange):

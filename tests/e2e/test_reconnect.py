@@ -38,11 +38,6 @@ window.__setVisibility = (state) => {
 OPEN = 1  # EventSource.OPEN
 
 
-@pytest.fixture
-def alice_user(transactional_db) -> User:
-    return User.objects.create_user("alice", password="correct horse battery")
-
-
 def asking(open_session, user: User, prompt: str):
     """A page whose streams and visibility the test holds, where the user has just asked."""
     session = open_session(user)

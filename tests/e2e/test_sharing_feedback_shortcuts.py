@@ -18,11 +18,6 @@ CLIPBOARD = ["clipboard-read", "clipboard-write"]
 ANSWER = "Here is **the** answer.\n\n```python\nprint(42)\n```\n"
 
 
-@pytest.fixture
-def alice_user(transactional_db) -> User:
-    return User.objects.create_user("alice", password="correct horse battery")
-
-
 def exchange(owner: User, title: str, question: str, answer: str) -> tuple[Conversation, Message]:
     conversation = Conversation.objects.create(owner=owner, title=title, model="gpt-test")
     asked = Message.objects.create(conversation=conversation, role="user", content=question)

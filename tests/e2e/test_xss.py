@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 
 from tests.attachment_files import image
 from tests.e2e.test_browser import WAIT_MS, send, titled, wait_finished
@@ -59,11 +58,6 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.__caught.push(`CSP ${event.violatedDirective}: ${event.blockedURI}`);
 });
 """
-
-
-@pytest.fixture
-def alice_user(transactional_db) -> User:
-    return User.objects.create_user("alice", password="correct horse battery")
 
 
 def directives(policy: str) -> dict[str, list[str]]:
