@@ -325,6 +325,55 @@ async def test_without_javascript_files_come_with_the_form(api, demo_model, medi
     assert (sent.name, sent.message.content) == ("n.txt", "Read this")
 
 
+def form_with_files(content: str, *files: tuple[str, bytes]) -> tuple[bytes, str]:
+    """A composer form posted without JavaScript: the text and the files, as multipart."""
+    boundary = "b0undary"
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="content"\r\n\r\n{content}\r\n'
+    parts = [body.encode()]
+    for name, data in files:
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+            f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        )
+        parts += [head.encode(), data, b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+async def test_without_javascript_one_bad_file_stores_none_of_them(api, demo_model, media):
+    conversation = await create(api)
+    body, content_type = form_with_files(
+        "Read these", ("good.txt", b"Fine notes"), ("bad.png", b"\x89PNG\r\n\x1a\n broken")
+    )
+
+    response = await api.request(
+        "POST", f"/c/{conversation['id']}/messages", body=body, headers=sized(content_type, body)
+    )
+
+    assert response.status == 400
+    assert await Attachment.objects.acount() == 0
+    assert stored(media) == []
+    assert await Message.objects.acount() == 0
+
+
+async def test_without_javascript_a_refused_post_takes_its_files_back(
+    api, demo_model, media, settings
+):
+    settings.CHAT_RATE_LIMITS = {"hour": 1}
+    conversation = await create(api)
+    await post(api, conversation, content="The one message this hour")
+    await generation.wait_all()
+    body, content_type = form_with_files("Read this", ("n.txt", b"Some notes"))
+
+    response = await api.request(
+        "POST", f"/c/{conversation['id']}/messages", body=body, headers=sized(content_type, body)
+    )
+
+    assert response.status == 429
+    assert await Attachment.objects.acount() == 0
+    assert stored(media) == []
+
+
 # What goes upstream.
 
 
