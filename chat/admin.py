@@ -2,7 +2,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin
-from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, Model, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -21,6 +21,37 @@ from chat.models import (
     ShareLink,
     Usage,
 )
+
+
+class RecordAdmin[M: Model](admin.ModelAdmin[M]):
+    """Rows the application writes: read here, never made or changed by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RevocableAdmin[M: Model](RecordAdmin[M]):
+    """Things revoked rather than deleted in bulk (API keys, share links): what was done
+    with them keeps its record. (One goes with its owner, or from its own page.)"""
+
+    actions = ["revoke"]
+
+    def get_actions(
+        self,
+        request: HttpRequest,
+        action_location: admin.ActionLocation = admin.ActionLocation.CHANGE_LIST,
+    ) -> dict[str, Any]:
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Revoke the selected %(verbose_name_plural)s")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[M]) -> None:
+        revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {revoked} {self.opts.verbose_name_plural}.")
 
 
 class MessageInline(admin.StackedInline[Message, Conversation]):
@@ -168,7 +199,7 @@ class RunningFilter(admin.SimpleListFilter):
 
 
 @admin.register(Generation)
-class GenerationAdmin(admin.ModelAdmin[Generation]):
+class GenerationAdmin(RecordAdmin[Generation]):
     """Answers, with the ones in progress: who, which model, how old, where it runs."""
 
     list_display = [
@@ -201,12 +232,6 @@ class GenerationAdmin(admin.ModelAdmin[Generation]):
         "finished_at",
     ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(ordering="conversation__owner")
     def owner(self, generation: Generation) -> Any:
         return generation.conversation.owner
@@ -236,7 +261,7 @@ KEY_FIELDS = ("name", "user", "prefix", "created_at", "last_used_at", "expires_a
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
+class ApiKeyAdmin(RevocableAdmin[ApiKey]):
     """Personal API keys, by name and prefix (the keys themselves are not kept)."""
 
     list_display = KEY_FIELDS
@@ -245,36 +270,13 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     search_fields = ["name", "prefix", "user__username"]
     readonly_fields = KEY_FIELDS
     fields = KEY_FIELDS
-    actions = ["revoke"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_actions(
-        self,
-        request: HttpRequest,
-        action_location: admin.ActionLocation = admin.ActionLocation.CHANGE_LIST,
-    ) -> dict[str, Any]:
-        # Revoked, not deleted in bulk: the usage charged to a key keeps its name. (A key
-        # goes with its user, and one at a time from its own page.)
-        actions = super().get_actions(request, action_location)
-        actions.pop("delete_selected", None)
-        return actions
-
-    @admin.action(description="Revoke the selected keys")
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {revoked} key(s).")
 
 
 SHARE_FIELDS = ("conversation", "owner", "leaf", "token", "created_at", "revoked_at")
 
 
 @admin.register(ShareLink)
-class ShareLinkAdmin(admin.ModelAdmin[ShareLink]):
+class ShareLinkAdmin(RevocableAdmin[ShareLink]):
     """Share links: which conversation, whose, since when, and revoked or not."""
 
     list_display = ("conversation", "owner", "created_at", "revoked_at")
@@ -283,39 +285,17 @@ class ShareLinkAdmin(admin.ModelAdmin[ShareLink]):
     search_fields = ["conversation__title", "conversation__owner__username"]
     readonly_fields = SHARE_FIELDS
     fields = SHARE_FIELDS
-    actions = ["revoke"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_actions(
-        self,
-        request: HttpRequest,
-        action_location: admin.ActionLocation = admin.ActionLocation.CHANGE_LIST,
-    ) -> dict[str, Any]:
-        # Revoked, not deleted in bulk: the list keeps what was shared, and when.
-        actions = super().get_actions(request, action_location)
-        actions.pop("delete_selected", None)
-        return actions
 
     @admin.display(ordering="conversation__owner")
     def owner(self, link: ShareLink) -> Any:
         return link.conversation.owner
-
-    @admin.action(description="Revoke the selected links")
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ShareLink]) -> None:
-        revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {revoked} link(s).")
 
 
 FEEDBACK_FIELDS = ("message", "rating", "comment", "answer", "created_at", "updated_at")
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(admin.ModelAdmin[Feedback]):
+class FeedbackAdmin(RecordAdmin[Feedback]):
     """What users thought of answers, read-only: filter by rating, model and date."""
 
     list_display = ("updated_at", "rating", "short_comment", "chat_model", "owner", "conversation")
@@ -325,12 +305,6 @@ class FeedbackAdmin(admin.ModelAdmin[Feedback]):
     date_hierarchy = "updated_at"
     readonly_fields = FEEDBACK_FIELDS
     fields = FEEDBACK_FIELDS
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="comment", ordering="comment")
     def short_comment(self, given: Feedback) -> str:
@@ -367,7 +341,7 @@ ATTACHMENT_FIELDS = (
 
 
 @admin.register(Attachment)
-class AttachmentAdmin(admin.ModelAdmin[Attachment]):
+class AttachmentAdmin(RecordAdmin[Attachment]):
     """Files users attached: what they are and whose, read-only (the bytes are theirs)."""
 
     list_display = ("name", "owner", "kind", "size", "message", "created_at")
@@ -377,15 +351,9 @@ class AttachmentAdmin(admin.ModelAdmin[Attachment]):
     readonly_fields = ATTACHMENT_FIELDS
     fields = ATTACHMENT_FIELDS
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Usage)
-class UsageAdmin(admin.ModelAdmin[Usage]):
+class UsageAdmin(RecordAdmin[Usage]):
     """Tokens per answer, read-only, under per-user and per-model totals.
 
     The totals are of every row the changelist selects, not only of the page shown: they
@@ -414,12 +382,6 @@ class UsageAdmin(admin.ModelAdmin[Usage]):
     list_select_related = ["user", "api_key"]
     search_fields = ["user__username", "model"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -5,12 +5,10 @@ import json
 import pytest
 
 from chat.models import Message
-from tests.e2e.test_browser import WAIT_MS, alice_user, answer_text, send, wait_finished, words
+from tests.e2e.test_browser import WAIT_MS, answer_text, send, wait_finished, words
 from tests.fakeopenai import Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-__all__ = ["alice_user"]  # a fixture
 
 
 def calls(name: str, arguments: dict) -> dict:
