@@ -32,7 +32,8 @@ def nothing_to_continue() -> Refused:
     return Refused(
         409,
         "nothing_to_continue",
-        "Only an answer cut off at the length limit, or stopped, can be continued.",
+        "Only an answer with some text that was cut off at the length limit, stopped, or "
+        "broken off by an error can be continued.",
     )
 
 

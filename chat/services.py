@@ -15,7 +15,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate
 
 from django.conf import settings
 from django.db import transaction
@@ -244,12 +244,7 @@ def _answer_continue(conversation_id: Any, asker: Asker) -> Posted:
         if answer is None or not can_continue(answer):
             raise refusals.nothing_to_continue()
         assert answer.parent is not None  # an answer always follows a question
-        limits.admit(conversation.owner)
-        try:
-            return answer.parent, _continue_answer(conversation, answer, asker)
-        except BaseException:
-            limits.release(conversation.owner_id)
-            raise
+        return answer.parent, _admitted(conversation, _continue_answer, answer, asker)
 
 
 def _branch_switch(conversation_id: Any, message_id: Any) -> None:
@@ -326,9 +321,20 @@ def _start_answer(
     conversation: Conversation, question: Message, asker: Asker, *, regenerated: bool
 ) -> Generation:
     """Create the empty answer to `question` and its generation, within the user's limits."""
+    return _admitted(conversation, _create_answer, question, asker, regenerated=regenerated)
+
+
+def _admitted[**P](
+    conversation: Conversation,
+    create: Callable[Concatenate[Conversation, P], Generation],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> Generation:
+    """Create a generation within the user's limits: its streaming slot is taken first,
+    and given back if it is not made."""
     limits.admit(conversation.owner)
     try:
-        return _create_answer(conversation, question, asker, regenerated=regenerated)
+        return create(conversation, *args, **kwargs)
     except BaseException:
         limits.release(conversation.owner_id)
         raise

@@ -56,7 +56,11 @@ async def feedback_page(request: AuthenticatedRequest, pk: str) -> HttpResponse:
     status, error = 200, None
     if not form.is_valid():
         status = 422
-        error = f"A comment is at most {feedback.MAX_COMMENT_CHARS} characters."
+        error = (
+            'A rating is "up" or "down".'
+            if "rating" in form.errors
+            else f"A comment is at most {feedback.MAX_COMMENT_CHARS} characters."
+        )
     else:
         rating = form.cleaned_data["rating"]
         try:
