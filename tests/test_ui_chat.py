@@ -159,8 +159,11 @@ def test_regenerate_answers_the_last_question_anew(client, upstream):
     got = client("send", chatId=chat, trigger="regenerate-message")
 
     assert parts_of(got["message"]) == [("text", "Echo: Hi")]
-    assert stored(chat).pk != first.pk
-    assert not Message.objects.filter(pk=first.pk).exists()
+    again = stored(chat)
+    assert again.pk != first.pk and again.parent_id == first.parent_id
+    # The first answer is kept aside, a version the page can switch back to.
+    assert Message.objects.filter(pk=first.pk).exists()
+    assert Conversation.objects.get(client_id=chat).current_leaf_id == again.pk
 
 
 def test_another_users_chat_id_is_refused(client, upstream, bob):
