@@ -7,6 +7,7 @@ revoked; thumbs and a comment under an answer; the ? dialog and the shortcuts.
 import pytest
 from django.contrib.auth.models import User
 
+from chat.deltas import clean_text
 from chat.models import Conversation, Feedback, Message, ShareLink
 from tests.e2e.test_browser import WAIT_MS
 from tests.e2e.test_xss import WATCH, assert_nothing_ran
@@ -32,7 +33,7 @@ def exchange(owner: User, title: str, question: str, answer: str) -> tuple[Conve
 def test_a_link_is_made_from_the_menu_read_logged_out_and_revoked(
     open_session, alice_user, upstream_fake
 ):
-    hostile = "\n\n".join(PAYLOADS)
+    hostile = clean_text("\n\n".join(PAYLOADS))  # as stored: no database takes a NUL
     conversation, _ = exchange(alice_user, "<img src=x onerror=alert(1)>", hostile, hostile)
     owner = open_session(alice_user, permissions=CLIPBOARD)
     page = owner.page
