@@ -82,16 +82,22 @@ def _file_block(attached: Attachment, model: str, room: int) -> str:
     return block if body == attached.text else f"{block}\n{TRIMMED}"
 
 
-def expanded(request: dict[str, Any]) -> dict[str, Any]:
-    """Return the request with each image reference replaced by the image as a data URL."""
-    wanted = [
+def references(request: dict[str, Any]) -> list[str]:
+    """Return the ids of the images the request refers to (none: it goes as it is)."""
+    return [
         part["image_url"]["url"].removeprefix(REFERENCE)
         for message in request.get("messages", [])
         for part in _image_parts(message)
     ]
+
+
+def expanded(request: dict[str, Any], owner: Any) -> dict[str, Any]:
+    """Return the request with each image reference replaced by the image as a data URL:
+    only the owner's images, whatever a stored request says."""
+    wanted = references(request)
     if not wanted:
         return request
-    found = {str(a.pk): a for a in Attachment.objects.filter(pk__in=wanted)}
+    found = {str(a.pk): a for a in Attachment.objects.owned_by(owner).filter(pk__in=wanted)}
     messages = []
     for message in request["messages"]:
         if _image_parts(message):

@@ -113,9 +113,11 @@ async def run(generation_id: Any) -> None:
         tools=tools.offered_to(generation.model),
         user=generation.conversation.owner,
     )
-    # Attached images go upstream as data URLs; the stored request only refers to them.
-    request = await db.run(attachment_prompt.expanded, prepared.request)
-    prepared = dataclasses.replace(prepared, request=request)
+    if attachment_prompt.references(prepared.request):
+        # Attached images go upstream as data URLs; the stored request only refers to them.
+        owner = generation.conversation.owner
+        request = await db.run(attachment_prompt.expanded, prepared.request, owner)
+        prepared = dataclasses.replace(prepared, request=request)
     answer = Answer.of(_continued(generation))
     try:
         await _produce(generation, prepared, answer)

@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from chat import attachments, context, generation
+from chat import attachment_prompt, attachments, context, generation
 from chat.models import Attachment, Conversation, Message, ShareLink
 from tests import attachment_files as files
 from tests.asgi_client import AsgiClient, Response, read_events
@@ -567,3 +567,29 @@ def test_an_image_part_costs_a_fixed_number_of_tokens_not_its_bytes():
 
     assert parts == plain + context.IMAGE_TOKENS
     assert context.fit([with_image], "gpt-4o-mini", 100) == [with_image]
+
+
+async def test_a_stored_request_gets_only_its_owners_images(api, alice, bob, media):
+    theirs = await sync_to_async(attachments.store)(
+        bob, "theirs.png", files.image(), attachments.check(files.image())
+    )
+    mine = await uploaded(api, "mine.png", files.image())
+    request = {
+        "model": "gpt-test",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Both?"},
+                    {"type": "image_url", "image_url": {"url": f"attachment:{mine['id']}"}},
+                    {"type": "image_url", "image_url": {"url": f"attachment:{theirs.pk}"}},
+                ],
+            }
+        ],
+    }
+
+    sent = await sync_to_async(attachment_prompt.expanded)(request, alice)
+
+    parts = sent["messages"][0]["content"]
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert parts[2] == {"type": "text", "text": "[An image that has since been deleted.]"}
