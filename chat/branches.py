@@ -6,7 +6,7 @@ the exports, the share links and the context sent to the model all follow that b
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +42,11 @@ class Tree:
 
     def branch(self, leaf_id: Any) -> list[Message]:
         """Return the messages from the first down to `leaf_id`; unknown: the newest branch."""
-        message = self.by_id.get(leaf_id) or self.newest_leaf(None)
-        path = []
-        while message is not None:
-            path.append(message)
-            message = self.by_id.get(message.parent_id)
-        return path[::-1]
+        if leaf_id not in self.by_id:
+            newest = self.newest_leaf(None)
+            leaf_id = newest.pk if newest else None
+        parents = {message.pk: message.parent_id for message in self.messages}
+        return [self.by_id[pk] for pk in path_to(leaf_id, parents)]
 
     def current(self, conversation: Conversation) -> list[Message]:
         return self.branch(conversation.current_leaf_id)
@@ -68,6 +67,15 @@ class Tree:
         previous = siblings[index - 1].pk if index > 0 else None
         following = siblings[index + 1].pk if index + 1 < len(siblings) else None
         return Versions(index + 1, len(siblings), previous, following)
+
+
+def path_to(leaf_id: Any, parents: Mapping[Any, Any]) -> list[Any]:
+    """Return the ids from the first message down to `leaf_id`, given each one's parent."""
+    path = []
+    while leaf_id in parents:
+        path.append(leaf_id)
+        leaf_id = parents[leaf_id]
+    return path[::-1]
 
 
 def history(conversation: Conversation) -> "QuerySet[Message]":

@@ -22,7 +22,7 @@ from django.db import transaction
 
 from chat import attachment_prompt, attachments, context, db, limits, logs, refusals, tools, turns
 from chat import generation as generations
-from chat.branches import Tree, history, leaf_after_switch
+from chat.branches import Tree, leaf_after_switch, path_to
 from chat.eventlog import EventLogUnavailable
 from chat.models import ApiKey, Conversation, Generation, Message
 from chat.refusals import Refused
@@ -208,12 +208,10 @@ def _message_post(
     with transaction.atomic():
         conversation = _lock_idle(conversation_id)
         if parent_id is AT_LEAF:
-            parent = _leaf(conversation)
-        elif parent_id is None:
-            parent = None
-        else:
-            parent = _message_of(conversation, parent_id, Message.Role.ASSISTANT)
-        question = _ask(conversation, parent, content)
+            parent_id = conversation.current_leaf_id
+        elif parent_id is not None:
+            parent_id = _message_of(conversation, parent_id, Message.Role.ASSISTANT).pk
+        question = _ask(conversation, parent_id, content)
         # Attachments: claimed in this transaction, or the message is not posted.
         attachments.claim(conversation.owner, question, attachment_ids)
         if not conversation.title:
@@ -231,7 +229,7 @@ def _answer_again(
         else:
             question = _message_of(conversation, question_id, Message.Role.USER)
         if content is not None:
-            edited = _ask(conversation, question.parent, content)
+            edited = _ask(conversation, question.parent_id, content)
             attachments.carry_over(question, edited)
             question = edited
         return question, _start_answer(conversation, question, asker, regenerated=True)
@@ -267,11 +265,10 @@ def can_continue(message: Message) -> bool:
 
 
 def _leaf(conversation: Conversation) -> Message | None:
-    """Return the last message on screen."""
-    if conversation.current_leaf_id is not None:
-        return Message.objects.get(pk=conversation.current_leaf_id)
-    branch = Tree(conversation.messages.all()).current(conversation)
-    return branch[-1] if branch else None
+    """Return the last message on screen (every write of a message moves it there)."""
+    if conversation.current_leaf_id is None:
+        return None
+    return Message.objects.filter(pk=conversation.current_leaf_id).first()
 
 
 def _last_question(conversation: Conversation) -> Message:
@@ -296,9 +293,9 @@ def _parse_id(message_id: Any) -> Any:
         raise refusals.no_such_message() from None
 
 
-def _ask(conversation: Conversation, parent: Message | None, content: str) -> Message:
+def _ask(conversation: Conversation, parent_id: Any, content: str) -> Message:
     return Message.objects.create(
-        conversation=conversation, parent=parent, role=Message.Role.USER, content=content
+        conversation=conversation, parent_id=parent_id, role=Message.Role.USER, content=content
     )
 
 
@@ -395,13 +392,6 @@ def _continue_answer(conversation: Conversation, answer: Message, asker: Asker) 
     )
 
 
-def _has_generation(message: Message) -> bool:
-    try:
-        return message.generation is not None
-    except Generation.DoesNotExist:
-        return False
-
-
 def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -416,21 +406,23 @@ def build_request(conversation: Conversation, last: Message) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
-    tree = Tree(history(conversation))
+    # Rows, not models: this runs for every post, and reads the whole conversation.
+    rows = conversation.messages.values_list(
+        "pk", "parent_id", "role", "content", "tool_calls", "generation__event_layout"
+    )
+    by_id = {row[0]: row for row in rows}
+    branch = [by_id[pk] for pk in path_to(last.pk, {pk: row[1] for pk, row in by_id.items()})]
     attached = attachment_prompt.of_conversation(conversation)
-    for message in tree.branch(last.pk):
-        if message.role == Message.Role.ASSISTANT:
-            layout = message.generation.event_layout if _has_generation(message) else []
-            messages += turns.answer_messages(message.content, message.tool_calls, layout)
-        elif message.pk in attached:
+    for pk, _, role, content, tool_calls, layout in branch:
+        if role == Message.Role.ASSISTANT:
+            messages += turns.answer_messages(content, tool_calls, layout or [])
+        elif pk in attached:
             # Attachments: their text trimmed to the context, images as parts (or named).
             budget = settings.CHAT_CONTEXT_TOKENS
-            upstream = attachment_prompt.content(
-                message.content, attached[message.pk], conversation.model, budget
-            )
-            messages.append({"role": message.role, "content": upstream})
-        elif message.content:
-            messages.append({"role": message.role, "content": message.content})
+            upstream = attachment_prompt.content(content, attached[pk], conversation.model, budget)
+            messages.append({"role": role, "content": upstream})
+        elif content:
+            messages.append({"role": role, "content": content})
     if not tools.offered_to(conversation.model):
         messages = turns.flattened(messages)
     fitting = context.fit(messages, conversation.model, settings.CHAT_CONTEXT_TOKENS)
