@@ -53,6 +53,12 @@ async def post_form(api: AsgiClient, path: str, fields: dict, headers: dict | No
     )
 
 
+async def edit(api: AsgiClient, conversation: str, posted: dict, content: str) -> dict:
+    """Ask the question `posted` anew with this text: a new version of it, answered."""
+    body = {"message_id": posted["message"]["id"], "content": content}
+    return await answered(api, f"/api/conversations/{conversation}/regenerate", body)
+
+
 async def tree(api: AsgiClient, conversation: str) -> dict:
     return await (await api.get(f"/api/conversations/{conversation}/")).json()
 
@@ -73,11 +79,7 @@ async def test_editing_an_early_question_forks_and_both_branches_stay_whole(api,
     await say(api, conversation, "two")
     await say(api, conversation, "three")
 
-    edited = await answered(
-        api,
-        f"/api/conversations/{conversation}/regenerate",
-        {"message_id": first["message"]["id"], "content": "ONE"},
-    )
+    edited = await edit(api, conversation, first, "ONE")
 
     data = await tree(api, conversation)
     assert contents(data) == ["ONE", "Echo: ONE"]
@@ -103,11 +105,7 @@ async def test_editing_an_early_question_forks_and_both_branches_stay_whole(api,
 async def test_a_new_message_follows_the_branch_on_screen_and_the_model_sees_only_it(api, upstream):
     conversation = await new_conversation(api)
     first = await say(api, conversation, "one")
-    await answered(
-        api,
-        f"/api/conversations/{conversation}/regenerate",
-        {"message_id": first["message"]["id"], "content": "uno"},
-    )
+    await edit(api, conversation, first, "uno")
     await api.post(
         f"/api/conversations/{conversation}/switch", {"message_id": first["message"]["id"]}
     )
@@ -216,11 +214,7 @@ async def test_a_message_id_that_is_not_of_this_conversation_is_refused_and_chan
 async def test_exports_follow_the_branch_on_screen(api, upstream, alice):
     conversation = await new_conversation(api)
     first = await say(api, conversation, "the old question")
-    await answered(
-        api,
-        f"/api/conversations/{conversation}/regenerate",
-        {"message_id": first["message"]["id"], "content": "the new question"},
-    )
+    await edit(api, conversation, first, "the new question")
 
     markdown = await (await api.get(reverse("chat:export-markdown", args=[conversation]))).body()
     exported = json.loads(
@@ -237,11 +231,7 @@ async def test_exports_follow_the_branch_on_screen(api, upstream, alice):
 async def test_the_sidebar_search_finds_text_in_any_branch(api, upstream):
     conversation = await new_conversation(api)
     first = await say(api, conversation, "the word aardvark")
-    await answered(
-        api,
-        f"/api/conversations/{conversation}/regenerate",
-        {"message_id": first["message"]["id"], "content": "no animals here"},
-    )
+    await edit(api, conversation, first, "no animals here")
 
     html = (await (await api.get(reverse("chat:sidebar") + "?q=aardvark")).body()).decode()
 
@@ -251,11 +241,7 @@ async def test_the_sidebar_search_finds_text_in_any_branch(api, upstream):
 async def test_the_page_shows_versions_and_switches_between_them(api, upstream):
     conversation = await new_conversation(api)
     first = await say(api, conversation, "one")
-    await answered(
-        api,
-        f"/api/conversations/{conversation}/regenerate",
-        {"message_id": first["message"]["id"], "content": "uno"},
-    )
+    await edit(api, conversation, first, "uno")
     page = (await (await api.get(f"/c/{conversation}/")).body()).decode()
     assert ">2/2<" in page and ">uno</div>" in page and ">one</div>" not in page
 
@@ -455,11 +441,7 @@ async def test_a_continue_that_cannot_start_keeps_the_answer_as_it_was(api, upst
 async def test_the_admin_transcript_follows_the_branch_on_screen(api, upstream, alice):
     conversation = await new_conversation(api)
     first = await say(api, conversation, "the old question")
-    await answered(
-        api,
-        f"/api/conversations/{conversation}/regenerate",
-        {"message_id": first["message"]["id"], "content": "the new question"},
-    )
+    await edit(api, conversation, first, "the new question")
 
     html = await sync_to_async(admin_page)(conversation)
 
