@@ -407,6 +407,8 @@ def build_request(conversation: Conversation, last: Message) -> dict[str, Any]:
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
     # Rows, not models: this runs for every post, and reads the whole conversation.
+    # What a message's files may fill: the context the system prompt leaves.
+    room = settings.CHAT_CONTEXT_TOKENS - context.message_tokens(messages, conversation.model)[0]
     rows = conversation.messages.values_list(
         "pk", "parent_id", "role", "content", "tool_calls", "generation__event_layout"
     )
@@ -417,8 +419,8 @@ def build_request(conversation: Conversation, last: Message) -> dict[str, Any]:
         if role == Message.Role.ASSISTANT:
             messages += turns.answer_messages(content, tool_calls, layout or [])
         elif pk in attached:
-            # Attachments: their text trimmed to the context, images as parts (or named).
-            budget = settings.CHAT_CONTEXT_TOKENS
+            # Attachments: their text trimmed to the room, images as parts (or named).
+            budget = room - context.MESSAGE_OVERHEAD
             upstream = attachment_prompt.content(content, attached[pk], conversation.model, budget)
             messages.append({"role": role, "content": upstream})
         elif content:

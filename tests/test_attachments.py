@@ -441,6 +441,20 @@ async def test_a_long_file_is_trimmed_to_the_context(api, upstream, media, setti
     assert len(content) < 1000
 
 
+async def test_files_fill_only_the_context_the_system_prompt_leaves(api, upstream, media, settings):
+    settings.CHAT_CONTEXT_TOKENS = 300
+    notes = await uploaded(api, "long.txt", ("word " * 5000).encode())
+    conversation = await create(api, system_prompt="Be brief. " * 40)
+
+    await post(api, conversation, content="Summarise", attachments=[notes["id"]])
+    await generation.wait_all()
+
+    sent = asked(upstream)["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert sent[1]["content"].endswith("[The rest was left out to fit the context.]")
+    assert context.message_tokens(sent, "gpt-test")[0] <= 300
+
+
 # Share links and the sweeper.
 
 
