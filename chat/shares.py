@@ -38,10 +38,9 @@ def create(conversation_id: Any) -> ShareLink:
     or while its last answer is still being written (a link shows finished answers)."""
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        branch = Tree(conversation.messages.all()).current(conversation)
-        if not branch:
+        leaf = conversation.current_leaf  # every message written moves the leaf there
+        if leaf is None:
             raise nothing_to_share()
-        leaf = branch[-1]
         if leaf.is_streaming:
             raise still_streaming()
         return ShareLink.objects.create(

@@ -486,6 +486,9 @@ async def test_a_share_link_serves_the_attachments_on_its_branch(alice, api, dem
     response = await anyone.get(f"/s/{link.token}/attachments/{shown}/")
     assert response.status == 200
     assert response.headers["x-content-type-options"] == "nosniff"
+    # As the shared page itself: never kept by a cache, never indexed.
+    assert "no-store" in response.headers["cache-control"]
+    assert response.headers["x-robots-tag"] == "noindex, nofollow"
     assert (await anyone.get(f"/s/{link.token}/attachments/{shown}/thumbnail")).status == 200
     assert (await anyone.get(f"/s/{link.token}/attachments/{hidden}/")).status == 404
     assert (await anyone.get(f"/s/wrong-token/attachments/{shown}/")).status == 404

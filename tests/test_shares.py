@@ -259,7 +259,8 @@ async def test_the_xss_corpus_is_inert_text_on_a_shared_page(api, alice):
         # As the database keeps it: no store takes a NUL, so the app drops them first.
         corpus = clean_text("\n\n".join(PAYLOADS))
         question = said(found, None, "user", corpus)
-        said(found, question, "assistant", corpus)
+        found.current_leaf = said(found, question, "assistant", corpus)
+        found.save(update_fields=["current_leaf"])
         return found
 
     found = await sync_to_async(conversation)()

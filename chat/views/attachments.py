@@ -22,7 +22,7 @@ from chat.models import Attachment
 from chat.serialize import attachment_dict
 from chat.views.decorators import AuthenticatedRequest, api_view, page_view
 from chat.views.owned import owned
-from chat.views.responses import BadRequest
+from chat.views.responses import BadRequest, unlisted
 
 # Room for the multipart envelope around the file itself.
 ENVELOPE_BYTES = 64 * 1024
@@ -84,12 +84,12 @@ async def attachment_thumbnail(request: AuthenticatedRequest, pk: str) -> HttpRe
 
 @require_safe
 async def shared_file(request: HttpRequest, token: str, pk: str) -> HttpResponse:
-    return _uncached(await _served(await _shared(token, pk), thumbnail=False))
+    return unlisted(await _served(await _shared(token, pk), thumbnail=False))
 
 
 @require_safe
 async def shared_thumbnail(request: HttpRequest, token: str, pk: str) -> HttpResponse:
-    return _uncached(await _served(await _shared(token, pk), thumbnail=True))
+    return unlisted(await _served(await _shared(token, pk), thumbnail=True))
 
 
 async def _shared(token: str, pk: str) -> Attachment:
@@ -119,13 +119,6 @@ async def _served(found: Attachment, *, thumbnail: bool) -> HttpResponse:
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cross-Origin-Resource-Policy"] = "same-origin"
     response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
-def _uncached(response: HttpResponse) -> HttpResponse:
-    # A share link's files: no copy may outlive the link's revocation, none indexed.
-    response["Cache-Control"] = "private, no-store"
-    response["X-Robots-Tag"] = "noindex, nofollow"
     return response
 
 

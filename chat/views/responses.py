@@ -1,12 +1,14 @@
-"""What API responses share: JSON errors, refusals, the SSE response, reading a JSON body."""
+"""What responses share: JSON errors, refusals, the SSE response, reading a JSON body,
+and the headers of what a share link shows."""
 
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.request import RawPostDataException
+from django.utils.cache import add_never_cache_headers
 
 from chat.refusals import Refused
 
@@ -18,6 +20,15 @@ class BadRequest(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def unlisted(response: HttpResponse) -> HttpResponse:
+    """Mark what a share link shows (its page, its files): no cache keeps it past the
+    link's revocation, no search engine lists it, no referrer carries its token away."""
+    add_never_cache_headers(response)
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def json_error(status: int, code: str, message: str) -> JsonResponse:

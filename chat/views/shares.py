@@ -27,6 +27,7 @@ from chat.render import render_markdown
 from chat.views.decorators import AuthenticatedRequest, api_view, page_view
 from chat.views.layout import render_page, sidebar_context
 from chat.views.owned import owned
+from chat.views.responses import unlisted
 
 
 def share_dict(link: ShareLink, request: HttpRequest) -> dict[str, Any]:
@@ -114,10 +115,7 @@ async def shared(request: HttpRequest, token: str) -> HttpResponse:
         }
     status = 200 if link is not None else 404
     response = await sync_to_async(render)(request, "chat/shared.html", context, status=status)
-    add_never_cache_headers(response)
-    response["X-Robots-Tag"] = "noindex, nofollow"
-    response["Referrer-Policy"] = "no-referrer"
-    return response
+    return unlisted(response)
 
 
 async def _conversation_of(request: AuthenticatedRequest, pk: str) -> Conversation:

@@ -155,9 +155,8 @@ async def _check_regenerate(conversation: Conversation | None, message_id: Any) 
         raise refusals.nothing_to_answer()
     if message_id is None:
         return
-    branch = (await Tree.of(conversation)).current(conversation)
-    last = next((m for m in reversed(branch) if m.role == Message.Role.ASSISTANT), None)
-    if last is None or str(last.pk) != str(message_id):
+    # The last answer is the last message on screen: a question is never left unanswered.
+    if str(conversation.current_leaf_id) != str(message_id):
         raise BadRequest("invalid_field", "Only the last answer can be answered anew.")
 
 
