@@ -9,7 +9,8 @@ connections back, not the code in between:
   thread would need a second connection while the request holds one, and with a
   bounded pool (PostgreSQL) enough requests at once would wait for each other forever.
   Elsewhere (a background answer, a stream that runs without a thread of its own), on
-  any worker thread, its connection closed as it returns;
+  any worker thread, its connection given back as it returns (PostgreSQL's to the pool;
+  SQLite's stays open on its worker thread, `_give_back`);
 - `given_back()`: around a background task, closes what its async ORM calls opened on
   asgiref's shared thread;
 - `release_request_connection()`: a view about to return a stream gives back the
@@ -65,9 +66,22 @@ async def run[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) 
         try:
             return fn(*args, **kwargs)
         finally:
-            close_old_connections()
+            _give_back()
 
     return await sync_to_async(call, thread_sensitive=False)()
+
+
+def _give_back() -> None:
+    """Close what the work on this worker thread opened, except a sound SQLite connection.
+
+    Opening an SQLite connection (and closing the last one, which checkpoints the WAL)
+    cost more than an answer's writes; the executor's few threads keep one each. A
+    connection left in a transaction or after an error is closed all the same.
+    """
+    kept = connection.vendor == "sqlite" and connection.connection is not None
+    if kept and not connection.errors_occurred and connection.get_autocommit():
+        return
+    close_old_connections()
 
 
 async def write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

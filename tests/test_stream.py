@@ -2,6 +2,7 @@
 
 import asyncio
 import gzip
+import threading
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -309,7 +310,11 @@ async def test_the_stream_holds_no_database_connection(api, upstream):
         connection_created.disconnect(track)
 
     assert opened, "the request opened no connection: the test proves nothing"
-    assert still_open == []
+    # SQLite keeps a connection on each of the event loop's few worker threads (db.py),
+    # never on a thread of the request's; PostgreSQL's all went back to the pool.
+    workers = {t.ident for t in threading.enumerate() if t.name.startswith("asyncio_")}
+    kept = [c for c in still_open if c.vendor == "sqlite" and c._thread_ident in workers]
+    assert still_open == kept
 
 
 @pytest.mark.parametrize(
