@@ -13,8 +13,6 @@ connections back, not the code in between:
   SQLite's stays open on its worker thread, `_give_back`);
 - `given_back()`: around a background task, closes what its async ORM calls opened on
   asgiref's shared thread;
-- `release_request_connection()`: a view about to return a stream gives back the
-  connection its request opened (Django closes it only once the response has ended).
 
 `write(fn, ...)` is `run` for work that writes: on SQLite, one writer at a time per
 process, in order of arrival. SQLite lets one transaction write at a time, and its own
@@ -26,11 +24,14 @@ Retry-After); background work waits its turn however long.
 `serialize_transaction()` makes transactions that must not overlap take turns.
 """
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from typing import Any
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.conf import settings
 from django.db import (
     DatabaseError,
@@ -42,6 +43,7 @@ from django.db import (
 from psycopg_pool import PoolTimeout
 
 _writer = threading.Lock()  # SQLite's one writer, in this process
+_request_task: ContextVar[asyncio.Task[Any] | None] = ContextVar("request_task", default=None)
 
 
 class WritesBusy(OperationalError):
@@ -88,7 +90,7 @@ async def write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
     """Run sync database work that writes, as `run` does; on SQLite one at a time."""
     if connections["default"].vendor != "sqlite":
         return await run(fn, *args, **kwargs)
-    wait = settings.CHAT_DB_WRITE_WAIT if _in_request() else -1
+    wait = settings.CHAT_DB_WRITE_WAIT if _serving_request() else -1
 
     def in_turn() -> R:
         if not _writer.acquire(timeout=wait):
@@ -101,9 +103,22 @@ async def write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
     return await run(in_turn)
 
 
+def serving_request() -> None:
+    """Mark the running task as the one answering a request: its writes wait in the
+    queue for at most CHAT_DB_WRITE_WAIT (the tasks it starts wait however long)."""
+    _request_task.set(asyncio.current_task())
+
+
+def _serving_request() -> bool:
+    return _request_task.get() is asyncio.current_task()
+
+
 def _in_request() -> bool:
-    """Tell whether this runs in a request that has a thread of its own (chat/handler.py)."""
-    return SyncToAsync.thread_sensitive_context.get(None) is not None
+    """Tell whether this runs in a request that has a thread of its own: Django's thread
+    for the request (chat/handler.py), or the sync thread that called the async view
+    (Django's test client)."""
+    has_caller = getattr(AsyncToSync.executors, "current", None) is not None
+    return has_caller or SyncToAsync.thread_sensitive_context.get(None) is not None
 
 
 @contextlib.asynccontextmanager
@@ -113,11 +128,6 @@ async def given_back() -> AsyncIterator[None]:
         yield
     finally:
         await sync_to_async(connections.close_all)()
-
-
-async def release_request_connection() -> None:
-    """Give back the connection of the current request's thread (before a long stream)."""
-    await sync_to_async(close_old_connections)()
 
 
 def serialize_transaction(name: str) -> None:

@@ -1,11 +1,13 @@
 """
-Django's ASGI handler, with one change: an event stream gets no thread of its own.
+Django's ASGI handler, with one change: the API's requests get no thread of their own.
 
-Django runs each request in a ThreadSensitiveContext, whose executor thread lives until
-the response ends: for a stream open for minutes, an idle OS thread per reader. The views
-in decorators.THREADLESS make their own database calls through db.run (any worker
-thread, given back at once); what else is thread-sensitive in such a request (Django's
-request signals, a session fallback) runs on asgiref's one process-wide thread.
+Django runs each request in a ThreadSensitiveContext, whose executor thread is started
+for the request and lives until the response ends: for a stream open for minutes, an
+idle OS thread per reader, and for every request a thread started, a database connection
+opened and both closed. The views in decorators.THREADLESS (the JSON API, its streams,
+/v1) make their database calls through db.run, on the event loop's worker threads; what
+else is thread-sensitive in such a request (Django's request signals, the async ORM)
+runs on asgiref's one process-wide thread.
 """
 
 from typing import Any
@@ -13,11 +15,13 @@ from typing import Any
 from django.core.handlers.asgi import ASGIHandler
 from django.urls import Resolver404, resolve
 
+from chat import db
 from chat.views.decorators import THREADLESS
 
 
 class Handler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        db.serving_request()
         if scope["type"] == "http" and _threadless(scope):
             await self.handle(scope, receive, send)
         else:

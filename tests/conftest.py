@@ -12,9 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
 from django.db import connections
+from django.http import HttpRequest
 from django.test import Client
 from django.utils import timezone
 
@@ -103,6 +106,15 @@ def session_cookie(user: User) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
+
+
+async def logged_in_as(request: HttpRequest, user: User) -> HttpRequest:
+    """Give a request made by a RequestFactory the user's session, as Django's session
+    middleware would."""
+    key = await sync_to_async(session_cookie)(user)
+    request.COOKIES[django_settings.SESSION_COOKIE_NAME] = key
+    request.session = SessionStore(session_key=key)
+    return request
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from chat import limits
 from chat.models import Conversation, Message, Usage
 from chat.views import completions as views
 from tests.asgi_client import AsgiClient, parse_events, read_events, read_until
+from tests.conftest import logged_in_as
 from tests.fakeopenai import Reply
 from tests.test_stream import text_of
 
@@ -184,7 +185,7 @@ async def test_a_client_leaving_before_the_stream_begins_frees_its_slot(upstream
     request = AsyncRequestFactory().post(
         COMPLETIONS, {"prompt": "Hi"}, content_type="application/json"
     )
-    request.auser = lambda: _async(alice)
+    await logged_in_as(request, alice)
 
     response = await views.completion(request)
     # Django closes a response whose client left before its first byte was sent: the
@@ -193,10 +194,6 @@ async def test_a_client_leaving_before_the_stream_begins_frees_its_slot(upstream
 
     await sync_to_async(limits.admit)(alice)  # the one slot is free again
     assert upstream.requests == []
-
-
-async def _async(value):
-    return value
 
 
 async def test_an_answer_past_the_time_limit_ends_with_timeout(api, upstream, settings):

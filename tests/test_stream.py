@@ -13,7 +13,7 @@ from chat import generation
 from chat.models import Conversation, Generation, Message
 from chat.views.stream import generation_stream
 from tests.asgi_client import AsgiClient, parse_events, read_events, read_until, with_query
-from tests.conftest import unstarted_answer
+from tests.conftest import logged_in_as, unstarted_answer
 from tests.fakeopenai import Reply
 from tests.servers import free_port
 
@@ -133,12 +133,9 @@ async def test_it_never_gzips_the_event_stream(api, upstream):
 
 async def test_the_stream_view_returns_an_async_iterator(api, upstream, alice):
     posted = await ask(api, "Hi")
-    request = AsyncRequestFactory().get(posted["generation"]["stream_url"])
-
-    async def auser():
-        return alice
-
-    request.auser = auser
+    request = await logged_in_as(
+        AsyncRequestFactory().get(posted["generation"]["stream_url"]), alice
+    )
     response = await generation_stream(request, pk=posted["generation"]["id"])
 
     # A sync iterator would be buffered whole under ASGI.

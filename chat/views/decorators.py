@@ -3,8 +3,12 @@ What every view shares before its own code runs: the method, the user, and what 
 refusals look like.
 
 `api_view` serves the JSON API (JSON errors, 401 for no session); `page_view` serves
-pages (the login page for no session). Both resolve the user once, asynchronously, and
-set it as `request.user`, so that a view reads a plain `AuthenticatedRequest`.
+pages (the login page for no session). Both resolve the user once, in one trip to a
+thread, and set it as `request.user`, so that a view reads a plain `AuthenticatedRequest`.
+
+The API's requests run without a thread of their own (chat/handler.py): their database
+work goes through db.run to the event loop's worker threads, which keep their SQLite
+connections, instead of a thread started, connected and joined for each request.
 """
 
 import contextlib
@@ -12,6 +16,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate
 
+from django.contrib import auth
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError
@@ -47,7 +52,8 @@ class BadKey(Refused):
 
 
 async def _logged_in(request: HttpRequest) -> AuthenticatedRequest | None:
-    user = await request.auser()
+    # The session and its user in one trip (request.auser() makes one for each).
+    user = await db.run(auth.get_user, request)
     if not user.is_authenticated:
         return None
     request.user = user
@@ -115,29 +121,25 @@ def _json_errors[R: HttpRequest, **P](
     return wrapper
 
 
-def api_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
-    """Make an async view an API endpoint: allowed methods, a session, JSON errors.
+# The views whose requests need no thread of their own (chat/handler.py).
+THREADLESS: set[Callable[..., Any]] = set()
 
-    A view that returns a stream gives back its request's database connection first:
-    the stream may run for minutes, and needs none.
-    """
+
+def api_view[**P](*methods: str) -> Callable[[View[P]], Wrapped[P]]:
+    """Make an async view an API endpoint: allowed methods, a session, JSON errors, and
+    no thread of its own."""
 
     def decorator(view: View[P]) -> Wrapped[P]:
         async def with_session(
             request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs
         ) -> HttpResponseBase:
-            response = await view(await logged_in(request), *args, **kwargs)
-            if response.streaming:
-                await db.release_request_connection()
-            return response
+            return await view(await logged_in(request), *args, **kwargs)
 
-        return _json_errors(methods, functools.wraps(view)(with_session))
+        wrapped = _json_errors(methods, functools.wraps(view)(with_session))
+        THREADLESS.add(wrapped)
+        return wrapped
 
     return decorator
-
-
-# The views whose requests need no thread of their own (chat/handler.py).
-THREADLESS: set[Callable[..., Any]] = set()
 
 
 def api_stream_view[**P](view: Wrapped[P]) -> Wrapped[P]:

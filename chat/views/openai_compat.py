@@ -20,7 +20,13 @@ from chat.events import ERROR
 from chat.openai_wire import error_body
 from chat.refusals import Refused
 from chat.views.completions import build_request, message_list
-from chat.views.decorators import AuthenticatedRequest, NotLoggedIn, Response, logged_in
+from chat.views.decorators import (
+    THREADLESS,
+    AuthenticatedRequest,
+    NotLoggedIn,
+    Response,
+    logged_in,
+)
 from chat.views.responses import BadRequest, EventStream, json_body
 
 # Fields of a message that an SDK's own objects carry back (a previous answer appended to
@@ -44,7 +50,8 @@ MAX_TOOLS = 128
 
 
 def openai_view(*methods: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """An endpoint of /v1: an API key (or a session), OpenAI's error objects."""
+    """An endpoint of /v1: an API key (or a session), OpenAI's error objects, and no
+    thread of its own (chat/handler.py)."""
 
     def decorator(view: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(view)
@@ -66,11 +73,9 @@ def openai_view(*methods: str) -> Callable[[Callable[..., Response]], Callable[.
                     raise
                 busy = refusals.overloaded()
                 return _error(busy.status, busy.code, busy.message, retry_after=busy.retry_after)
-            if response.streaming:
-                # A stream may run for minutes, and needs no database connection.
-                await db.release_request_connection()
             return response
 
+        THREADLESS.add(wrapper)
         return wrapper
 
     return decorator
@@ -116,7 +121,6 @@ async def chat_completions(request: AuthenticatedRequest) -> HttpResponseBase:
         # No `retry:` field: OpenAI's SDKs would read it as an event with empty data.
         frames = sse.frames(batches, retry_ms=None, encode=chunks.encode)
         return EventStream(frames, on_close=slot.release)
-    await db.release_request_connection()  # the answer may take minutes
     try:
         events = [event async for batch in batches for event in batch]
     finally:

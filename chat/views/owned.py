@@ -6,10 +6,19 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, QuerySet
 from django.http import Http404
 
+from chat import db
+
 
 async def owned[M: Model](queryset: QuerySet[M], pk: Any, what: str) -> M:
     """Return the object `pk` of a queryset already limited to the user's own, or raise 404."""
+    found = await db.run(_first, queryset, pk)
+    if found is None:
+        raise Http404(f"No such {what}.")
+    return found
+
+
+def _first[M: Model](queryset: QuerySet[M], pk: Any) -> M | None:
     try:
-        return await queryset.aget(pk=pk)
+        return queryset.get(pk=pk)
     except ObjectDoesNotExist:
-        raise Http404(f"No such {what}.") from None
+        return None

@@ -48,18 +48,14 @@ async def generation_stream(request: HttpRequest, pk: str) -> HttpResponseBase:
 
 
 async def _readable(request: HttpRequest, pk: str) -> Generation:
-    """Return the generation if the request may read it: by its token, else its session.
-
-    With a token (chat/stream_access.py) nothing runs on the request's own thread, so a
-    stream holds none while it is open.
-    """
+    """Return the generation if the request may read it: by its token (chat/stream_access.py,
+    no session read), else its session."""
     generation = await db.run(_generation, pk)
     if generation is not None and stream_access.token_admits(request, generation):
         return generation
     user = (await logged_in(request)).user
     if generation is None or generation.conversation.owner_id != user.pk:
         raise Http404("No such generation.")
-    await db.release_request_connection()
     return generation
 
 
