@@ -7,6 +7,7 @@ Shared fixtures. The cast:
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -17,6 +18,7 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest
 from django.test import Client
 from django.utils import timezone
@@ -106,6 +108,17 @@ def session_cookie(user: User) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
+
+
+def held_by_requests(opened: list[BaseDatabaseWrapper]) -> list[BaseDatabaseWrapper]:
+    """The connections of `opened` still open, but for those SQLite keeps on the event
+    loop's few worker threads (chat/db.py): a bounded number, not one per request."""
+    workers = {t.ident for t in threading.enumerate() if t.name.startswith("asyncio_")}
+    return [
+        c
+        for c in opened
+        if c.connection is not None and not (c.vendor == "sqlite" and c._thread_ident in workers)
+    ]
 
 
 async def logged_in_as(request: HttpRequest, user: User) -> HttpRequest:

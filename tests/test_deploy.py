@@ -8,16 +8,20 @@ import secrets
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 from django.db import connection
 from django.db.backends.signals import connection_created
+from django.urls import URLResolver, get_resolver
 
-from chat import checks, generation
+from chat import checks, generation, handler
 from chat.models import Conversation, Generation
+from chat.views.decorators import THREADLESS
 from tests.asgi_client import AsgiClient, Response, read_until
+from tests.conftest import held_by_requests
 from tests.fakeopenai import Reply
 from tests.servers import ROOT, daphne, database_url, free_port
 from tests.test_settings import startup_environment
@@ -212,7 +216,7 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
             if number == 19:
                 threads_warm = threading.active_count()
         threads_open = threading.active_count()
-        held = [c for c in opened if c.connection is not None]
+        held = held_by_requests(opened)
         on_server = 0
         if connection.vendor == "postgresql":
             on_server = await asyncio.to_thread(connections_on_the_server)
@@ -220,12 +224,25 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
         connection_created.disconnect(track)
         await stop_all(readers)
 
-    assert len(opened) >= STREAMS, "requests opened no connections: the test proves nothing"
+    assert opened, "requests opened no connection: the test proves nothing"
     assert held == []
     # No thread per open stream, by token or by session: 180 more streams, no more threads.
     assert threads_open <= threads_warm + 1
     # At most the pool's (CHAT_DB_POOL_MAX, 10 in tests) and pytest's own: not one per stream.
     assert on_server <= 12
+
+
+def test_every_view_of_the_api_runs_without_a_thread_of_its_own():
+    api = [
+        (str(prefix.pattern) + str(pattern.pattern), pattern.callback)
+        for prefix in get_resolver().url_patterns
+        if isinstance(prefix, URLResolver) and handler.threadless_path("/" + str(prefix.pattern))
+        for pattern in prefix.url_patterns
+    ]
+
+    assert len(api) > 20
+    assert [route for route, view in api if view not in THREADLESS] == []
+    assert not handler.threadless_path("/c/" + str(uuid.uuid4()) + "/messages")
 
 
 def test_the_deploy_check_warns_when_a_security_middleware_is_left_out(settings):

@@ -2,7 +2,6 @@
 
 import asyncio
 import gzip
-import threading
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -13,7 +12,7 @@ from chat import generation
 from chat.models import Conversation, Generation, Message
 from chat.views.stream import generation_stream
 from tests.asgi_client import AsgiClient, parse_events, read_events, read_until, with_query
-from tests.conftest import logged_in_as, unstarted_answer
+from tests.conftest import held_by_requests, logged_in_as, unstarted_answer
 from tests.fakeopenai import Reply
 from tests.servers import free_port
 
@@ -301,17 +300,13 @@ async def test_the_stream_holds_no_database_connection(api, upstream):
         posted = await ask(api, "Hi")
         reader = await stream(api, posted)
         await read_until(reader, 3)
-        still_open = [c for c in opened if c.connection is not None]
+        held = held_by_requests(opened)
         await reader.body()
     finally:
         connection_created.disconnect(track)
 
     assert opened, "the request opened no connection: the test proves nothing"
-    # SQLite keeps a connection on each of the event loop's few worker threads (db.py),
-    # never on a thread of the request's; PostgreSQL's all went back to the pool.
-    workers = {t.ident for t in threading.enumerate() if t.name.startswith("asyncio_")}
-    kept = [c for c in still_open if c.vendor == "sqlite" and c._thread_ident in workers]
-    assert still_open == kept
+    assert held == []
 
 
 @pytest.mark.parametrize(
