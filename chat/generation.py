@@ -11,10 +11,10 @@ log), for an answer nobody reads (CHAT_ABANDON_AFTER), or for the server's shutd
 import asyncio
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import logging
 import time
-from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -53,7 +53,11 @@ async def start(generation: Generation) -> None:
         raise
     # A fresh context: the task outlives the request, and must not share its
     # thread-sensitive executor or its database connection.
-    task = asyncio.create_task(_run_detached(generation.pk), context=contextvars.Context())
+    # Its own copy: the caller goes on reading the generation as it started. The task
+    # needs no query for it: the write that made it loaded what the answer needs.
+    task = asyncio.create_task(
+        _run_detached(copy.deepcopy(generation)), context=contextvars.Context()
+    )
     _running.add(task)
     task.add_done_callback(_running.discard)
 
@@ -88,23 +92,25 @@ async def shutdown(grace: float) -> None:
     await wait_all()
 
 
-async def _run_detached(generation_id: Any) -> None:
+async def _run_detached(generation: Generation) -> None:
     # No ThreadSensitiveContext of its own: that is an OS thread per running answer.
     # Its self-contained database work runs on any worker thread (chat/db.py), the rest
     # on asgiref's process-wide thread, whose connection is given back at the end.
     async with db.given_back():
         try:
-            await run(generation_id)
+            await run(generation)
         except Exception:
             # run() ends every answer itself; this is for what it could not survive
             # (the database gone at the start, say): end it rather than leave it hanging.
-            logger.exception("generation %s failed before it could end", generation_id)
-            await ending.settle(generation_id)
+            logger.exception("generation %s failed before it could end", generation.pk)
+            await ending.settle(generation.pk)
 
 
-async def run(generation_id: Any) -> None:
-    """Produce one answer from start to end, whatever happens upstream."""
-    generation = await db.run(_load, generation_id)
+async def run(generation: Generation) -> None:
+    """Produce one answer from start to end, whatever happens upstream.
+
+    `generation` comes with its message and its conversation's owner.
+    """
     logs.request_id.set(generation.request_id or "-")
     # Regenerate always asks the model.
     prepared = Prepared.of(
@@ -124,7 +130,7 @@ async def run(generation_id: Any) -> None:
     except LogClosed:
         # A reader or the sweeper took the producer for dead and is ending the answer
         # with what the log holds: the end is theirs.
-        logger.warning("generation %s was ended by another while it ran", generation_id)
+        logger.warning("generation %s was ended by another while it ran", generation.pk)
         return
     if await ending.end(generation, answer) and answer.complete:
         await answering.remember(prepared, answer)
@@ -227,11 +233,6 @@ def _continued(generation: Generation) -> list[Part]:
     return stored_parts(
         generation.event_layout, message.content, message.reasoning, message.tool_calls
     )
-
-
-def _load(generation_id: Any) -> Generation:
-    related = Generation.objects.select_related("message", "conversation__owner")
-    return related.get(pk=generation_id)
 
 
 async def _checkpoint(generation: Generation, answer: Answer) -> None:
