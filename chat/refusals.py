@@ -37,6 +37,10 @@ def nothing_to_continue() -> Refused:
     )
 
 
+def no_such_conversation() -> Refused:
+    return Refused(404, "not_found", "No such conversation.")
+
+
 def no_such_message(role: str | None = None) -> Refused:
     what = {"user": "a message of yours", "assistant": "an answer"}.get(role or "", "a message")
     return Refused(400, "invalid_message", f"That is not {what} in this conversation.")

@@ -30,6 +30,18 @@ from chat.titles import shortened
 
 type Posted = tuple[Message, Generation]
 
+
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """A conversation by its id and its owner, not read yet: the write that starts an
+    answer finds it (or refuses with 404) in its own transaction, with no trip of its own."""
+
+    pk: Any
+    owner_id: Any
+
+
+type Answered = Conversation | Owned
+
 # `parent_id` of a new message: after the last message of the branch on screen.
 AT_LEAF: Any = object()
 
@@ -84,7 +96,7 @@ async def conversation_start(
 
 async def message_post(
     *,
-    conversation: Conversation,
+    conversation: Answered,
     content: str,
     api_key: ApiKey | None = None,
     parent_id: Any = AT_LEAF,
@@ -100,7 +112,7 @@ async def message_post(
     asker = Asker.now(api_key)
     posted = await _write(
         _message_post,
-        conversation.pk,
+        conversation,
         content,
         asker,
         parent_id,
@@ -111,7 +123,7 @@ async def message_post(
 
 async def answer_again(
     *,
-    conversation: Conversation,
+    conversation: Answered,
     content: str | None = None,
     question_id: Any = None,
     api_key: ApiKey | None = None,
@@ -123,22 +135,22 @@ async def answer_again(
     Raises Refused.
     """
     asker = Asker.now(api_key)
-    written = await _write(_answer_again, conversation.pk, content, question_id, asker)
+    written = await _write(_answer_again, conversation, content, question_id, asker)
     return await _started(written)
 
 
-async def answer_continue(*, conversation: Conversation, api_key: ApiKey | None = None) -> Posted:
+async def answer_continue(*, conversation: Answered, api_key: ApiKey | None = None) -> Posted:
     """Have the model write on where the last answer on screen stopped, into that answer.
 
     Only an answer cut off at the length limit or stopped by the user goes on. Raises
     Refused.
     """
-    return await _started(await _write(_answer_continue, conversation.pk, Asker.now(api_key)))
+    return await _started(await _write(_answer_continue, conversation, Asker.now(api_key)))
 
 
-async def branch_switch(*, conversation: Conversation, message_id: Any) -> None:
+async def branch_switch(*, conversation: Answered, message_id: Any) -> None:
     """Show the branch through this message: down to its newest answer. Raises Refused."""
-    await _write(_branch_switch, conversation.pk, message_id)
+    await _write(_branch_switch, conversation, message_id)
 
 
 async def _started(posted: Posted) -> Posted:
@@ -198,7 +210,7 @@ class Asker:
 
 
 def _message_post(
-    conversation_id: Any,
+    answered: Answered,
     content: str,
     asker: Asker,
     parent_id: Any = AT_LEAF,
@@ -206,7 +218,7 @@ def _message_post(
     attachment_ids: Sequence[str] = (),
 ) -> Posted:
     with transaction.atomic():
-        conversation = _lock_idle(conversation_id)
+        conversation = _lock_idle(answered)
         if parent_id is AT_LEAF:
             parent_id = conversation.current_leaf_id
         elif parent_id is not None:
@@ -220,10 +232,10 @@ def _message_post(
 
 
 def _answer_again(
-    conversation_id: Any, content: str | None, question_id: Any, asker: Asker
+    answered: Answered, content: str | None, question_id: Any, asker: Asker
 ) -> Posted:
     with transaction.atomic():
-        conversation = _lock_idle(conversation_id)
+        conversation = _lock_idle(answered)
         if question_id is None:
             question = _last_question(conversation)
         else:
@@ -235,9 +247,9 @@ def _answer_again(
         return question, _start_answer(conversation, question, asker, regenerated=True)
 
 
-def _answer_continue(conversation_id: Any, asker: Asker) -> Posted:
+def _answer_continue(answered: Answered, asker: Asker) -> Posted:
     with transaction.atomic():
-        conversation = _lock_idle(conversation_id)
+        conversation = _lock_idle(answered)
         answer = _leaf(conversation)
         if answer is None or not can_continue(answer):
             raise refusals.nothing_to_continue()
@@ -245,9 +257,9 @@ def _answer_continue(conversation_id: Any, asker: Asker) -> Posted:
         return answer.parent, _admitted(conversation, _continue_answer, answer, asker)
 
 
-def _branch_switch(conversation_id: Any, message_id: Any) -> None:
+def _branch_switch(answered: Answered, message_id: Any) -> None:
     with transaction.atomic():
-        conversation = _lock_idle(conversation_id, answering=False)
+        conversation = _lock_idle(answered, answering=False)
         leaf = leaf_after_switch(Tree(conversation.messages.all()), _parse_id(message_id))
         if leaf is None:
             raise refusals.no_such_message()
@@ -299,14 +311,15 @@ def _ask(conversation: Conversation, parent_id: Any, content: str) -> Message:
     )
 
 
-def _lock_idle(conversation_id: Any, *, answering: bool = True) -> Conversation:
-    """Lock the conversation, refusing while an answer streams; `answering`: one will
-    start, so its model must still be offered."""
+def _lock_idle(answered: Answered, *, answering: bool = True) -> Conversation:
+    """Lock the owner's conversation, refusing while an answer streams; `answering`: one
+    will start, so its model must still be offered."""
     # The row lock serialises two posts to one conversation (PostgreSQL); SQLite's
     # IMMEDIATE transactions serialise them already.
-    conversation = (
-        Conversation.objects.select_for_update().select_related("owner").get(pk=conversation_id)
-    )
+    mine = Conversation.objects.select_for_update().select_related("owner")
+    conversation = mine.filter(pk=answered.pk, owner_id=answered.owner_id).first()
+    if conversation is None:
+        raise refusals.no_such_conversation()
     if conversation.messages.filter(status=Message.Status.STREAMING).exists():
         raise refusals.busy()
     if answering and conversation.model not in settings.CHAT_MODELS:

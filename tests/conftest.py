@@ -163,7 +163,7 @@ async def unstarted_answer(conversation: Conversation, content: str = "Hi") -> G
     """An answer saved and admitted, but never started: as if its process had died at once."""
     # The rows and the streaming slot of services.message_post, without the start.
     _, unstarted = await sync_to_async(services._message_post)(
-        conversation.pk, content, services.Asker("", None)
+        conversation, content, services.Asker("", None)
     )
     return unstarted
 

@@ -65,12 +65,11 @@ async def _tree_dict(found: Conversation) -> ConversationDict:
 @api_view("POST")
 async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     """Post a message: after the branch on screen, or after the answer "parent_id" names."""
-    found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     data = json_body(request)
     content = _content(data, required=True)
     parent_id = _message_id(data, "parent_id") if "parent_id" in data else services.AT_LEAF
     posted = await services.message_post(
-        conversation=found,
+        conversation=services.Owned(pk, request.user.pk),
         content=content,
         api_key=request.api_key,
         parent_id=parent_id,
@@ -83,11 +82,10 @@ async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
 async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     """Answer a question anew ("message_id"; the last on screen by default) as a new version;
     with "content", ask it anew with that text, as a new version of the question."""
-    found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     data = json_body(request)
     content = _content(data, required=True) if "content" in data else None
     posted = await services.answer_again(
-        conversation=found,
+        conversation=services.Owned(pk, request.user.pk),
         content=content,
         question_id=_message_id(data, "message_id"),
         api_key=request.api_key,
@@ -98,8 +96,9 @@ async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponseBase
 @api_view("POST")
 async def continue_answer(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     """Have the last answer on screen, cut off or stopped, write on into the same message."""
-    found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
-    posted = await services.answer_continue(conversation=found, api_key=request.api_key)
+    posted = await services.answer_continue(
+        conversation=services.Owned(pk, request.user.pk), api_key=request.api_key
+    )
     return await _answering(request, posted)
 
 
