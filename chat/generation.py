@@ -134,7 +134,7 @@ async def run(generation: Generation) -> None:
         return
     if await ending.end(generation, answer) and answer.complete:
         await answering.remember(prepared, answer)
-        await titles.title_after_first_answer(generation.conversation_id)
+        await titles.title_after_first_answer(generation)
 
 
 async def _produce(generation: Generation, prepared: Prepared, answer: Answer) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 from chat import db, provider
 from chat.demo import DEMO_MODEL
-from chat.models import Conversation, Message
+from chat.models import Conversation, Generation, Message
 from chat.provider import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -17,8 +17,17 @@ INSTRUCTION = (
 )
 
 
-async def title_after_first_answer(conversation_id: Any) -> None:
-    """Ask the model for a title once the first answer is complete; keep ours on failure."""
+async def title_after_first_answer(generation: Generation) -> None:
+    """Ask the model for a title once the first answer is complete; keep ours on failure.
+
+    `generation` comes with its message and conversation: an answer to any question but
+    a first one is told apart without a query.
+    """
+    conversation = generation.conversation
+    asked = generation.message.parent
+    if asked is None or asked.parent_id is not None or not conversation.auto_title:
+        return
+    conversation_id = conversation.pk
     exchange = await db.run(_first_exchange, conversation_id)
     if exchange is None:
         return

@@ -35,6 +35,22 @@ async def test_the_model_titles_a_conversation_after_its_first_answer(api, upstr
     assert title_request["messages"][1]["content"].startswith("Why are there two tides")
 
 
+async def test_only_the_first_answer_asks_the_model_for_a_title(api, upstream):
+    upstream.reply_to("Title?", Reply(tokens=["Tides"]))
+    conversation, _ = await start(api, "Why are there tides?")
+    asked = len(upstream.requests)
+
+    posted = await (
+        await api.post(f"/api/conversations/{conversation['id']}/messages/", {"content": "And?"})
+    ).json()
+    await read_events(await api.get(posted["generation"]["stream_url"]))
+    await generation.wait_all()
+
+    assert asked == 2  # the answer and its title
+    assert [r["body"]["messages"][-1]["content"] for r in upstream.requests[asked:]] == ["And?"]
+    assert await title_of(conversation) == "Tides"
+
+
 async def test_without_a_model_title_the_first_words_stay(api, upstream):
     upstream.reply_to("Title?", Reply(tokens=[], status=500))
 
