@@ -129,8 +129,9 @@ async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[Part | Finish]:
     try:
         # The SDK sends the request (auth, retries, timeouts, status errors); the body is
         # read here: the SDK's typed object per chunk cost more than the rest of the relay.
+        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
         async with client.chat.completions.with_streaming_response.create(
-            **request, stream=True, stream_options={"include_usage": True}
+            **_as_sent(body)
         ) as response:
             async for chunks in _chunks(response.http_response):
                 parts: list[Part] = []
@@ -161,6 +162,19 @@ async def stream_chat(request: dict[str, Any]) -> AsyncGenerator[Part | Finish]:
     for part in cleaned(reader.end()):
         yield part
     yield Finish(reason, usage, reader.tool_calls.calls())
+
+
+def _as_sent(body: dict[str, Any]) -> dict[str, Any]:
+    """Return create()'s arguments for a body sent as it is, already JSON.
+
+    The SDK walks the arguments of create() through its type transforms (0.2 ms of CPU for
+    one message, 1.4 ms for ten), which change nothing in a body of plain JSON; what goes
+    as `extra_body` is sent untouched and takes precedence over the arguments.
+    """
+    arguments = {"model": body["model"], "messages": [], "extra_body": body}
+    if body.get("stream"):
+        arguments["stream"] = True  # the SDK's own handling of the response follows it
+    return arguments
 
 
 def _read(reader: DeltaReader, delta: dict[str, Any], chunk: dict[str, Any]) -> list[Part]:
@@ -300,7 +314,7 @@ async def complete(request: dict[str, Any]) -> str:
     """Return the whole text of a short, non-streamed Chat Completions answer, without
     any inline thinking."""
     try:
-        completion = await get_client(request["model"]).chat.completions.create(**request)
+        completion = await get_client(request["model"]).chat.completions.create(**_as_sent(request))
     except openai.APIError as exc:
         raise _provider_error(exc) from exc
     if not completion.choices:
