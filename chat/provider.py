@@ -210,6 +210,10 @@ async def _chunks(response: httpx2.Response) -> AsyncIterator[list[dict[str, Any
                     yield chunks
                 raise
             yield chunks
+            # A model faster than the relay leaves data waiting at every read, and reading
+            # it never suspends: without a turn of the loop per read, readers (this
+            # answer's too) and every other request would wait for the whole answer.
+            await asyncio.sleep(0)
     except httpx2.TimeoutException as exc:
         raise openai.APITimeoutError(request=response.request) from exc
     except TRANSPORT_ERRORS as exc:
