@@ -4,22 +4,23 @@ Database work from async code, and the connections it leaves behind.
 A streaming response or a background answer can live for minutes; a database connection
 it kept for that long would be one connection per open stream. So the boundaries give
 connections back, not the code in between:
-- `run(fn, ...)`: a self-contained piece of sync database work. In a request, on the
-  request's own thread, whose connection Django closes at the request's end: a second
-  thread would need a second connection while the request holds one, and with a
-  bounded pool (PostgreSQL) enough requests at once would wait for each other forever.
-  Elsewhere (a background answer, a stream that runs without a thread of its own), on
-  any worker thread, its connection given back as it returns (PostgreSQL's to the pool;
-  SQLite's stays open on its worker thread, `_give_back`);
+- `run(fn, ...)`: a self-contained piece of sync database work. In a request that has a
+  thread of its own (a page's), on that thread, whose connection Django closes at the
+  request's end: a second thread would need a second connection while the request holds
+  one, and with a bounded pool (PostgreSQL) enough requests at once would wait for each
+  other forever. Elsewhere (the API's requests, background answers, streams), on one of
+  the event loop's few worker threads, its connection given back as it returns
+  (PostgreSQL's to the pool; SQLite's stays open on its worker thread, `_give_back`);
 - `given_back()`: around a background task, closes what its async ORM calls opened on
-  asgiref's shared thread;
+  asgiref's shared thread.
 
 `write(fn, ...)` is `run` for work that writes: on SQLite, one writer at a time per
 process, in order of arrival. SQLite lets one transaction write at a time, and its own
 wait (polling with growing sleeps) lets some writers starve under a burst until they
-fail with "database is locked"; here they queue instead. A request queues for at most
-CHAT_DB_WRITE_WAIT seconds, then gets `WritesBusy` (the views answer 503 with
-Retry-After); background work waits its turn however long.
+fail with "database is locked"; here they queue instead. A view's write
+(`bounded_writes()`, chat/handler.py) queues for at most CHAT_DB_WRITE_WAIT seconds, then
+gets `WritesBusy` (the views answer 503 with Retry-After); other work waits its turn
+however long.
 
 `serialize_transaction()` makes transactions that must not overlap take turns.
 """
@@ -27,9 +28,9 @@ Retry-After); background work waits its turn however long.
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
 
 from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.conf import settings
@@ -43,7 +44,11 @@ from django.db import (
 from psycopg_pool import PoolTimeout
 
 _writer = threading.Lock()  # SQLite's one writer, in this process
-_request_task: ContextVar[asyncio.Task[Any] | None] = ContextVar("request_task", default=None)
+# Each event loop's queue of writers, in order of arrival.
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+_bounded: ContextVar[bool] = ContextVar("bounded_writes", default=False)
 
 
 class WritesBusy(OperationalError):
@@ -87,30 +92,40 @@ def _give_back() -> None:
 
 
 async def write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run sync database work that writes, as `run` does; on SQLite one at a time."""
+    """Run sync database work that writes, as `run` does; on SQLite one at a time.
+
+    The turn is taken on the event loop, so no worker thread is held while it waits; the
+    thread lock after it keeps the order against writers of other loops or threads.
+    """
     if connections["default"].vendor != "sqlite":
         return await run(fn, *args, **kwargs)
-    wait = settings.CHAT_DB_WRITE_WAIT if _serving_request() else -1
-
-    def in_turn() -> R:
-        if not _writer.acquire(timeout=wait):
-            raise WritesBusy("too many writes are waiting; retry in a moment")
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _writer.release()
-
-    return await run(in_turn)
-
-
-def serving_request() -> None:
-    """Mark the running task as the one answering a request: its writes wait in the
-    queue for at most CHAT_DB_WRITE_WAIT (the tasks it starts wait however long)."""
-    _request_task.set(asyncio.current_task())
+    turn = _turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    try:
+        async with asyncio.timeout(settings.CHAT_DB_WRITE_WAIT if _bounded.get() else None):
+            await turn.acquire()
+    except TimeoutError:
+        raise WritesBusy("too many writes are waiting; retry in a moment") from None
+    try:
+        return await run(_as_the_writer, fn, *args, **kwargs)
+    finally:
+        turn.release()
 
 
-def _serving_request() -> bool:
-    return _request_task.get() is asyncio.current_task()
+def _as_the_writer[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    with _writer:
+        return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def bounded_writes() -> Iterator[None]:
+    """Around a view's work: its writes wait for their turn at most CHAT_DB_WRITE_WAIT,
+    then raise WritesBusy (503). What runs after (the stream it returns, the tasks it
+    starts) waits however long."""
+    token = _bounded.set(True)
+    try:
+        yield
+    finally:
+        _bounded.reset(token)
 
 
 def _in_request() -> bool:

@@ -1,5 +1,6 @@
 """
-Django's ASGI handler, with one change: the API's requests get no thread of their own.
+Django's ASGI handler, with two changes: the API's requests get no thread of their own,
+and a view's writes wait for their turn a bounded time (db.bounded_writes).
 
 Django runs each request in a ThreadSensitiveContext, whose executor thread is started
 for the request and lives until the response ends: for a stream open for minutes, an
@@ -13,6 +14,7 @@ runs on asgiref's one process-wide thread.
 from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpRequest, HttpResponseBase
 
 from chat import db
 
@@ -21,11 +23,16 @@ THREADLESS_PREFIXES = ("/api/", "/v1/")
 
 class Handler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        db.serving_request()
         if scope["type"] == "http" and _threadless(scope):
             await self.handle(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        # The middleware and the view: not the stream sent after them, whose reads may
+        # have to end an answer (replay.py) and must not give up on a busy database.
+        with db.bounded_writes():
+            return await super().get_response_async(request)
 
 
 def _threadless(scope: dict[str, Any]) -> bool:

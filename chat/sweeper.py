@@ -8,6 +8,7 @@ Each sweep also deletes the uploads nobody sent within a day (`manage.py sweep_a
 """
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -60,7 +61,8 @@ def start_once() -> None:
     loop = asyncio.get_running_loop()
     if settings.CHAT_SWEEP_INTERVAL and loop not in _started:
         _started.add(loop)
-        task = loop.create_task(_sweep_forever())
+        # A fresh context: not the first request's (its thread, its bounded writes).
+        task = loop.create_task(_sweep_forever(), context=contextvars.Context())
         task.add_done_callback(lambda _: _started.discard(loop))
 
 

@@ -278,6 +278,28 @@ async def test_every_response_carries_a_request_id(api, upstream):
     assert len(fresh.headers["x-request-id"]) == 32
 
 
+async def test_only_a_views_own_writes_give_up_when_the_queue_is_long(settings):
+    if connection.vendor != "sqlite":
+        pytest.skip("one writer at a time is SQLite's; PostgreSQL writes in parallel")
+    settings.CHAT_DB_WRITE_WAIT = 0.2
+    started = threading.Event()
+
+    def slow_write() -> None:
+        started.set()
+        time.sleep(0.6)
+
+    holding = asyncio.create_task(db.write(slow_write))
+    await asyncio.to_thread(started.wait)
+    with db.bounded_writes(), pytest.raises(db.WritesBusy):
+        await db.write(lambda: None)
+    # Past the view (a stream ending an answer, a task it started): it waits its turn.
+    waited = time.monotonic()
+    await db.write(lambda: None)
+
+    assert time.monotonic() - waited > 0.2
+    await holding
+
+
 async def test_writes_queue_on_sqlite_and_a_request_past_the_bound_is_refused_as_busy(
     api, upstream, settings
 ):
