@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from chat import db
 from chat.models import Conversation, Message
 
 
@@ -38,7 +39,7 @@ class Tree:
     @classmethod
     async def of(cls, conversation: Conversation) -> "Tree":
         found = history(conversation).select_related("feedback").prefetch_related("attachments")
-        return cls([message async for message in found])
+        return cls(await db.run(list, found))
 
     def branch(self, leaf_id: Any) -> list[Message]:
         """Return the messages from the first down to `leaf_id`; unknown: the newest branch."""

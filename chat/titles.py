@@ -20,14 +20,14 @@ INSTRUCTION = (
 async def title_after_first_answer(generation: Generation) -> None:
     """Ask the model for a title once the first answer is complete; keep ours on failure.
 
-    `generation` comes with its message and conversation: an answer to any question but
-    a first one is told apart without a query.
+    `generation` comes with its message and conversation (and, from the write that made
+    it, the question): an answer to a later question is told apart without a query.
     """
-    conversation = generation.conversation
-    asked = generation.message.parent
-    if asked is None or asked.parent_id is not None or not conversation.auto_title:
+    reply, conversation_id = generation.message, generation.conversation_id
+    if not generation.conversation.auto_title:
         return
-    conversation_id = conversation.pk
+    if Message.parent.is_cached(reply) and reply.parent and reply.parent.parent_id:
+        return  # an answer to a later question
     exchange = await db.run(_first_exchange, conversation_id)
     if exchange is None:
         return

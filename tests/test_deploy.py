@@ -217,6 +217,7 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
                 threads_warm = threading.active_count()
         threads_open = threading.active_count()
         held = held_by_requests(opened)
+        kept = [c for c in opened if c.connection is not None and c not in held]
         on_server = 0
         if connection.vendor == "postgresql":
             on_server = await asyncio.to_thread(connections_on_the_server)
@@ -226,6 +227,8 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
 
     assert opened, "requests opened no connection: the test proves nothing"
     assert held == []
+    # What SQLite keeps: one connection per worker thread of the loop, not per stream.
+    assert len({c._thread_ident for c in kept}) == len(kept) <= 32
     # No thread per open stream, by token or by session: 180 more streams, no more threads.
     assert threads_open <= threads_warm + 1
     # At most the pool's (CHAT_DB_POOL_MAX, 10 in tests) and pytest's own: not one per stream.

@@ -3,8 +3,8 @@
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBase, JsonResponse
 
+from chat import db, refusals, services
 from chat import generation as generations
-from chat import refusals, services
 from chat.branches import Tree
 from chat.eventlog import EventLogUnavailable
 from chat.models import Conversation, Generation
@@ -21,8 +21,8 @@ from chat.views.stream import accepts_event_stream, event_stream_response
 async def conversations(request: AuthenticatedRequest) -> HttpResponseBase:
     if request.method == "POST":
         return await _conversation_create(request)
-    found = [conversation_dict(c) async for c in Conversation.objects.owned_by(request.user)]
-    return JsonResponse({"conversations": found})
+    found = await db.run(list, Conversation.objects.owned_by(request.user))
+    return JsonResponse({"conversations": [conversation_dict(c) for c in found]})
 
 
 async def _conversation_create(request: AuthenticatedRequest) -> HttpResponseBase:

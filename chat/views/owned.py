@@ -11,13 +11,13 @@ from chat import db
 
 async def owned[M: Model](queryset: QuerySet[M], pk: Any, what: str) -> M:
     """Return the object `pk` of a queryset already limited to the user's own, or raise 404."""
-    found = await db.run(_first, queryset, pk)
+    found = await db.run(_get_or_none, queryset, pk)
     if found is None:
         raise Http404(f"No such {what}.")
     return found
 
 
-def _first[M: Model](queryset: QuerySet[M], pk: Any) -> M | None:
+def _get_or_none[M: Model](queryset: QuerySet[M], pk: Any) -> M | None:
     try:
         return queryset.get(pk=pk)
     except ObjectDoesNotExist:
