@@ -5,8 +5,9 @@ Under ASGI, Django runs each hook of a middleware that is not async-native in a 
 one hop per hook and request, about ten per request with the middleware this site uses,
 each a round trip through the request's executor thread. The hooks of these do no I/O
 (headers, cookies, lazy objects), so they run where they are called. What does I/O still
-goes to the request's thread: the session's save, once the session was modified, and
-the messages' store, once messages were read or added.
+goes to a thread (the request's; for the API, which has none, asgiref's process-wide
+one): the session's save, once the session was modified, and the messages' store, once
+messages were read or added.
 """
 
 from typing import Any

@@ -1,12 +1,12 @@
 """
 Who may read an answer's stream, decided without the session store.
 
-A stream stays open for minutes, and thousands may be open at once. A stream request that
-loaded its session and user from the database would hold an OS thread for its whole life
-(Django gives each request its own thread-sensitive executor), so the stream URLs the
-server hands a logged-in client carry a token: an HMAC of the generation's id and the
-client's session key. The stream view checks it against the session cookie the client
-sends along, with no query: a URL copied elsewhere is worth nothing without that cookie.
+A stream stays open for minutes, and thousands may be open at once, each opened by a
+request: the stream URLs the server hands a logged-in client carry a token, so that
+opening one reads neither the session nor the user. The token is an HMAC of the
+generation's id and the client's session key; the stream view checks it against the
+session cookie the client sends along, with no query: a URL copied elsewhere is worth
+nothing without that cookie.
 A token is good while its generation is younger than CHAT_STREAM_TOKEN_MAX_AGE; without a
 good one, the stream view checks the session as every other view does.
 """

@@ -189,8 +189,9 @@ def env_pool() -> dict[str, int | float] | None:
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        # Persistent connections must stay off under ASGI (Django's async docs): on
-        # PostgreSQL the pool below reuses connections instead.
+        # Not kept by Django between requests under ASGI (its async docs): on PostgreSQL
+        # the pool below reuses connections; SQLite's are kept by the event loop's
+        # worker threads (chat/db.py).
         conn_max_age=0,
         # With the pool: a connection is checked before a request gets it, so one that
         # died with a database restart is replaced instead of failing that request.
