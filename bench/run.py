@@ -44,7 +44,7 @@ BASELINE = HERE / "baseline.json"
 OUT = HERE / "out"
 PLOTS = OUT / "plots"
 ORDER = ["a", "b", "c", "d", "e", "b-daphne", "b-granian"]  # what runs by default
-OPT_IN = ["sweep"]  # run with --only
+OPT_IN = ["f", "sweep"]  # run with --only
 CONVERSATIONS_PER_USER = {"full": 600, "small": 400}  # enough for ORDER; the sweep adds its own
 
 # A scenario's run: its measurements, or (the sweep) its measurements by level name.
@@ -94,6 +94,7 @@ def _scenario_runs(bench: Bench, profile: bool) -> dict[str, Callable[[], Awaita
         # (b) under the server of `make run` (runserver is daphne's), and under granian.
         "b-daphne": lambda: scenarios.concurrent(bench, [scenarios.project_factory("daphne")]),
         "b-granian": lambda: scenarios.concurrent(bench, [scenarios.project_factory("granian")]),
+        "f": lambda: scenarios.answers(bench),
         "sweep": lambda: scenarios.sweep(bench),
     }
 

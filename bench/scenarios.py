@@ -32,6 +32,7 @@ class Scale:
     c_observe: float  # seconds of quiet observed once every stream is open
     d_seconds: float
     a_tokens: int = 500
+    f_answers: int = 200
     b_rate: float = 20
     c_open_rate: float = 40  # quiet streams opened per second
     c_heartbeat: float = 2
@@ -59,7 +60,7 @@ SCALES = {
     "full": Scale("full", users=8, a_repeats=10, b_streams=200, b_tokens=100, b_spread=2,
                   c_streams=2000, c_observe=10, d_seconds=10),
     "small": Scale("small", users=3, a_repeats=4, b_streams=40, b_tokens=30, b_spread=1,
-                   c_streams=200, c_observe=5, d_seconds=3, sweep_active=(20, 50),
+                   c_streams=200, c_observe=5, d_seconds=3, f_answers=50, sweep_active=(20, 50),
                    sweep_quiet=(200, 500), sweep_observe=2),
 }  # fmt: skip
 
@@ -235,20 +236,33 @@ async def _measure_streams(
 async def one_stream(bench: Bench, profile: bool = False) -> list[Measurement]:
     """(a) One stream at a time, 500 tokens at full speed, repeated."""
     scale = bench.scale
-    prompt = loadgen.prompt(scale.a_tokens)
     repeats = scale.a_repeats * (PROFILE_REPEATS if profile else 1)
+    factories = [project_factory(profile="a")] if profile else [*_references(), project_factory()]
+    return await _in_turn(bench, factories, repeats, loadgen.prompt(scale.a_tokens))
+
+
+async def answers(bench: Bench) -> list[Measurement]:
+    """(f) Answers of one token, one after another: what an answer costs apart from its
+    tokens (its CPU µs per token is CPU µs per answer)."""
+    factories = [*_references(), project_factory()]
+    return await _in_turn(bench, factories, bench.scale.f_answers, loadgen.prompt(1))
+
+
+async def _in_turn(
+    bench: Bench, factories: list[Factory], count: int, prompt: str
+) -> list[Measurement]:
+    """`count` streams on each target, each started once the one before has ended."""
 
     async def sequential(target: Target) -> list[StreamResult]:
         found = []
-        for index in range(repeats):
+        for index in range(count):
             found += await _streams(target, 1, prompt, first=index)
         return found
 
     async def measure(target: Target, processes: list[psutil.Process]) -> Measurement:
         return await _measure_streams(bench, target, processes, lambda: sequential(target))
 
-    factories = [project_factory(profile="a")] if profile else [*_references(), project_factory()]
-    return await _each_target(bench, factories, repeats, measure)
+    return await _each_target(bench, factories, count, measure)
 
 
 async def concurrent(
