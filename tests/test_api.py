@@ -278,18 +278,24 @@ async def test_every_response_carries_a_request_id(api, upstream):
     assert len(fresh.headers["x-request-id"]) == 32
 
 
-async def test_only_a_views_own_writes_give_up_when_the_queue_is_long(settings):
-    if connection.vendor != "sqlite":
-        pytest.skip("one writer at a time is SQLite's; PostgreSQL writes in parallel")
-    settings.CHAT_DB_WRITE_WAIT = 0.2
+async def holding_the_writer(seconds: float) -> asyncio.Task[None]:
+    """A write of the process's that holds SQLite's one writer for `seconds`, once it does."""
     started = threading.Event()
 
     def slow_write() -> None:
         started.set()
-        time.sleep(0.6)
+        time.sleep(seconds)
 
     holding = asyncio.create_task(db.write(slow_write))
     await asyncio.to_thread(started.wait)
+    return holding
+
+
+async def test_only_a_views_own_writes_give_up_when_the_queue_is_long(settings):
+    if connection.vendor != "sqlite":
+        pytest.skip("one writer at a time is SQLite's; PostgreSQL writes in parallel")
+    settings.CHAT_DB_WRITE_WAIT = 0.2
+    holding = await holding_the_writer(0.6)
     with db.bounded_writes(), pytest.raises(db.WritesBusy):
         await db.write(lambda: None)
     # Past the view (a stream ending an answer, a task it started): it waits its turn.
@@ -307,15 +313,7 @@ async def test_writes_queue_on_sqlite_and_a_request_past_the_bound_is_refused_as
         pytest.skip("one writer at a time is SQLite's; PostgreSQL writes in parallel")
     conversation = await create(api)
     settings.CHAT_DB_WRITE_WAIT = 0.2
-    # A write of the process's that holds SQLite's one writer for a second.
-    started = threading.Event()
-
-    def slow_write() -> None:
-        started.set()
-        time.sleep(1)
-
-    holding = asyncio.create_task(db.write(slow_write))
-    await asyncio.to_thread(started.wait)
+    holding = await holding_the_writer(1)
 
     refused = await api.post(
         f"/api/conversations/{conversation['id']}/messages/", {"content": "Hi"}
