@@ -1,6 +1,7 @@
 """The provider's own reading of the upstream stream, driven by the real SDK over real HTTP."""
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -237,3 +238,27 @@ def test_the_decoder_treats_a_crlf_cut_in_two_as_one_line_end():
 
 def test_the_decoder_ends_lines_on_a_lone_cr():
     assert decode(b"data: 1\r\rdata: 2\r", b"\r") == [b"1", b"2"]
+
+
+async def test_a_model_faster_than_the_relay_leaves_the_loop_a_turn_at_every_read(fake):
+    fake.reply_to("Hi", Reply(tokens=[f"w{i} " for i in range(3000)]))
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_work())
+    seen = []
+    try:
+        async for _ in provider.stream_chat(request()):
+            seen.append(turns)
+    finally:
+        ticker.cancel()
+
+    # Every read's part found the other task run since the one before: none waited for
+    # the whole answer.
+    assert len(seen) > 2
+    assert all(later > earlier for earlier, later in itertools.pairwise(seen))
