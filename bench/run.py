@@ -8,7 +8,7 @@ Run the benchmark (docs/performance.md explains it):
     python -m bench.run --only sweep --sweep-active 50,100 --sweep-quiet none
     python -m bench.run --write-baseline    # also store the figures in bench/baseline.json
     python -m bench.run --check             # fail on a clear regression against it
-    python -m bench.run --profile           # (a), (b), (d) on the project under py-spy
+    python -m bench.run --profile           # (a), (b), (d), (f) on the project under py-spy
 
 The project runs under its production server (uvicorn, as `make serve` starts it) unless
 the scenario says otherwise (b-daphne: runserver's server). On SQLite in a temp directory,
@@ -84,6 +84,7 @@ def _scenario_runs(bench: Bench, profile: bool) -> dict[str, Callable[[], Awaita
             "a": lambda: scenarios.one_stream(bench, profile=True),
             "b": lambda: scenarios.concurrent(bench, [scenarios.project_factory(profile="b")]),
             "d": lambda: scenarios.saturation(bench, profile=True),
+            "f": lambda: scenarios.answers(bench, profile=True),
         }
     return {
         "a": lambda: scenarios.one_stream(bench),

@@ -241,10 +241,10 @@ async def one_stream(bench: Bench, profile: bool = False) -> list[Measurement]:
     return await _in_turn(bench, factories, repeats, loadgen.prompt(scale.a_tokens))
 
 
-async def answers(bench: Bench) -> list[Measurement]:
+async def answers(bench: Bench, profile: bool = False) -> list[Measurement]:
     """(f) Answers of one token, one after another: what an answer costs apart from its
     tokens (its CPU µs per token is CPU µs per answer)."""
-    factories = [*_references(), project_factory()]
+    factories = [project_factory(profile="f")] if profile else [*_references(), project_factory()]
     return await _in_turn(bench, factories, bench.scale.f_answers, loadgen.prompt(1))
 
 

@@ -1,4 +1,5 @@
-"""The ASGI lifespan protocol: nothing to do at start-up; at shutdown, end the answers."""
+"""The ASGI lifespan protocol: nothing to do at start-up; at shutdown, end the answers and
+close the connections to the model."""
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -6,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import completions, generation
+from chat import completions, generation, provider
 
 logger = logging.getLogger(__name__)
 
@@ -24,5 +25,6 @@ async def lifespan(receive: Receive, send: Send) -> None:
             logger.info("shutting down: running answers have %ss", settings.CHAT_SHUTDOWN_GRACE)
             await generation.shutdown(settings.CHAT_SHUTDOWN_GRACE)
             await completions.wait_all()  # the usage of stateless answers cut off
+            await provider.close_clients()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import ssl
+import urllib.request
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import httpx2
 import openai
 from django.conf import settings
 
+from chat import network
 from chat.deltas import DeltaReader, InlineThinking, Malformed, ToolCall, clean_text, joined
 from chat.demo import DEMO_MODEL, DemoTransport
 from chat.events import DELTA, Part, TokenUsage
@@ -82,6 +84,12 @@ def get_client(model: str) -> openai.AsyncOpenAI:
     return per_loop[key]
 
 
+async def close_clients() -> None:
+    """Close this event loop's SDK clients and their connections to the model."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.close()
+
+
 def _make_client(demo: bool, base_url: str, api_key: str) -> openai.AsyncOpenAI:
     timeout = httpx2.Timeout(
         settings.CHAT_UPSTREAM_READ_TIMEOUT, connect=settings.CHAT_UPSTREAM_CONNECT_TIMEOUT
@@ -101,8 +109,16 @@ def _make_client(demo: bool, base_url: str, api_key: str) -> openai.AsyncOpenAI:
         base_url=base_url or None,
         max_retries=settings.CHAT_UPSTREAM_MAX_RETRIES,
         timeout=timeout,
-        http_client=openai.DefaultAsyncHttpx2Client(limits=_upstream_limits()),
+        http_client=_http_client(),
     )
+
+
+def _http_client() -> httpx2.AsyncClient:
+    """The SDK's HTTP client, its connections on chat/network.py's backend; through a
+    proxy named by the environment (HTTPS_PROXY ...), httpx's own, which honours it."""
+    if urllib.request.getproxies():
+        return openai.DefaultAsyncHttpx2Client(limits=_upstream_limits())
+    return openai.DefaultAsyncHttpx2Client(transport=network.transport(_upstream_limits()))
 
 
 def _upstream_limits() -> httpx2.Limits:

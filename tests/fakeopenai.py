@@ -23,6 +23,7 @@ import inspect
 import itertools
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -113,7 +114,9 @@ class FakeOpenAI:
     connections: int
     _scripts: dict[str, Reply]
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        """`ssl_context`: serve HTTPS with it (its certificate must name 127.0.0.1)."""
+        self._ssl = ssl_context
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,10 +131,10 @@ class FakeOpenAI:
 
     @property
     def base_url(self) -> str:
-        """The SDK's base_url for this server, "http://127.0.0.1:PORT/v1"."""
+        """The SDK's base_url for this server, "http://127.0.0.1:PORT/v1" (https with TLS)."""
         if self._port is None:
             raise RuntimeError("FakeOpenAI is not running: call start() first")
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self._port}/v1"
 
     def start(self) -> None:
         """Start serving on a free port in a daemon thread; return once it is listening."""
@@ -211,7 +214,7 @@ class FakeOpenAI:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         try:
-            server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
             self._port = server.sockets[0].getsockname()[1]
         except Exception as error:
             failure.append(error)
@@ -477,8 +480,11 @@ class _Request:
 
     @property
     def route(self) -> str:
-        """The path without its query string."""
-        return self.path.partition("?")[0]
+        """The path without its query string, or the origin of a proxy's absolute-form
+        target ("http://host/v1/..."), which a server must accept too."""
+        target = self.path.partition("?")[0]
+        scheme, found, rest = target.partition("://")
+        return "/" + rest.partition("/")[2] if found else scheme
 
 
 class _BadRequest(Exception):
