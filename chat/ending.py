@@ -146,10 +146,12 @@ def _store(generation: Generation, answer: Answer) -> bool:
         if answer.asked_model:
             _record_usage(generation, answer)
         Conversation.objects.filter(pk=generation.conversation_id).update(updated_at=now)
+    # Readers may hold this instance (generation.started_here): the id that marks it
+    # finished goes last.
     generation.event_layout = answer.layout
-    generation.last_event_id = answer.events + 1
     generation.finished_at = now
     generation.cached = answer.cached
+    generation.last_event_id = answer.events + 1
     return True
 
 

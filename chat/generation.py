@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 # Strong references: the event loop keeps only weak ones to its tasks.
 _running: set[asyncio.Task[None]] = set()
+# The generations this process runs, by id, as their tasks hold them: their readers
+# need no query.
+_started: dict[str, Generation] = {}
 # Resolved to end an answer as interrupted: the process is shutting down.
 _interrupts: dict[str, asyncio.Future[None]] = {}
 
@@ -53,13 +56,33 @@ async def start(generation: Generation) -> None:
         raise
     # A fresh context: the task outlives the request, and must not share its
     # thread-sensitive executor or its database connection.
-    # Its own copy: the caller goes on reading the generation as it started. The task
-    # needs no query for it: the write that made it loaded what the answer needs.
-    task = asyncio.create_task(
-        _run_detached(copy.deepcopy(generation)), context=contextvars.Context()
-    )
+    # The task needs no query for the generation: the write that made it loaded what
+    # the answer needs.
+    running = _own(generation)
+    task = asyncio.create_task(_run_detached(running), context=contextvars.Context())
     _running.add(task)
+    _started[key] = running
     task.add_done_callback(_running.discard)
+    task.add_done_callback(lambda _: _started.pop(key, None))
+
+
+def started_here(pk: object) -> Generation | None:
+    """The generation as this process's task for it holds it, while the task runs; None
+    for any other.
+
+    It reads as running until its end is stored, then as it ended (chat/ending.py marks it
+    finished last): a reader that has seen the terminal event finds it finished.
+    """
+    return _started.get(str(pk))
+
+
+def _own(generation: Generation) -> Generation:
+    """The task's copy: it writes the answer's end into the generation and its message,
+    while the caller goes on reading them as they started. What it only reads (the
+    conversation, the request) is shared."""
+    mine = copy.copy(generation)
+    mine.message = copy.copy(generation.message)
+    return mine
 
 
 async def cancel(generation: Generation) -> None:

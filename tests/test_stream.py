@@ -6,6 +6,7 @@ import gzip
 import pytest
 from django.contrib.sessions.models import Session
 from django.db.backends.signals import connection_created
+from django.db.backends.utils import CursorWrapper
 from django.test import AsyncRequestFactory
 
 from chat import generation
@@ -307,6 +308,28 @@ async def test_the_stream_holds_no_database_connection(api, upstream):
 
     assert opened, "the request opened no connection: the test proves nothing"
     assert held == []
+
+
+async def test_the_stream_of_an_answer_this_process_runs_opens_without_a_query(
+    api, upstream, monkeypatch
+):
+    upstream.reply_to("Hi", Reply(tokens=["a", "b"], first_token_delay=0.3))
+    posted = await ask(api, "Hi")
+    statements = []
+    execute = CursorWrapper.execute
+
+    def recorded(cursor, sql, params=None):
+        statements.append(sql)
+        return execute(cursor, sql, params)
+
+    monkeypatch.setattr(CursorWrapper, "execute", recorded)
+    reader = await stream(api, posted)
+    events, _ = await read_until(reader, 1)
+    monkeypatch.undo()
+
+    assert events[0].data["content"] == "a"
+    assert statements == []
+    await reader.body()
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from chat import db, refusals, sse, stream_access
 from chat.blocks import with_blocks
 from chat.eventlog import EventLogUnavailable, get_event_log
 from chat.events import Event
+from chat.generation import started_here
 from chat.models import Generation
 from chat.replay import events_after, text_before
 from chat.views.decorators import api_stream_view, logged_in
@@ -49,8 +50,8 @@ async def generation_stream(request: HttpRequest, pk: str) -> HttpResponseBase:
 
 async def _readable(request: HttpRequest, pk: str) -> Generation:
     """Return the generation if the request may read it: by its token (chat/stream_access.py,
-    no session read), else its session."""
-    generation = await db.run(_generation, pk)
+    no session read), else its session. One this process runs needs no query."""
+    generation = started_here(pk) or await db.run(_generation, pk)
     if generation is not None and stream_access.token_admits(request, generation):
         return generation
     user = (await logged_in(request)).user
