@@ -63,15 +63,16 @@ async def start(generation: Generation) -> None:
     _running.add(task)
     _started[key] = running
     task.add_done_callback(_running.discard)
-    task.add_done_callback(lambda _: _started.pop(key, None))
+    task.add_done_callback(lambda _: _started.pop(key, None))  # a task that never relayed
 
 
 def started_here(pk: object) -> Generation | None:
-    """The generation as this process's task for it holds it, while the task runs; None
-    for any other.
+    """The generation as this process's task for it holds it, while the task relays its
+    answer; None for any other, and once the relay has stopped (the database then tells
+    how the answer ended).
 
-    It reads as running until its end is stored, then as it ended (chat/ending.py marks it
-    finished last): a reader that has seen the terminal event finds it finished.
+    A reader that took it may find it finished later: chat/ending.py marks it finished
+    last.
     """
     return _started.get(str(pk))
 
@@ -155,6 +156,9 @@ async def run(generation: Generation) -> None:
         # with what the log holds: the end is theirs.
         logger.warning("generation %s was ended by another while it ran", generation.pk)
         return
+    finally:
+        # Relayed: from its end on, its readers ask the database how it ended.
+        _started.pop(str(generation.pk), None)
     if await ending.end(generation, answer) and answer.complete:
         await answering.remember(prepared, answer)
         await titles.title_after_first_answer(generation)

@@ -12,10 +12,12 @@ reports the broken body, and the answer keeps what it was sent).
 """
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Iterable
 from typing import Any, cast
 
+import aiohappyeyeballs
 import httpcore2
 import httpx2
 
@@ -127,7 +129,10 @@ class Stream(httpcore2.AsyncNetworkStream):
             raise httpcore2.WriteError(str(self._connection.error))
 
     async def aclose(self) -> None:
-        self._transport.close()
+        # At once: httpcore closes only a connection it is done with, and TLS's polite
+        # close waits up to 30 s for a model that is still streaming (uvloop), which would
+        # keep a stopped answer's upstream request running.
+        self._transport.abort()
 
     async def start_tls(
         self,
@@ -137,18 +142,18 @@ class Stream(httpcore2.AsyncNetworkStream):
     ) -> httpcore2.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
-            transport = await loop.start_tls(
-                self._transport,
-                self._connection,
-                ssl_context,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(
+                    self._transport,
+                    self._connection,
+                    ssl_context,
+                    server_hostname=server_hostname,
+                )
         except TimeoutError as exc:
-            self._transport.close()
-            raise httpcore2.ConnectTimeout(str(exc)) from exc
+            self._transport.abort()
+            raise httpcore2.ConnectTimeout("timed out in the TLS handshake") from exc
         except (OSError, ssl.SSLError) as exc:
-            self._transport.close()
+            self._transport.abort()
             raise httpcore2.ConnectError(str(exc)) from exc
         self._connection.transport = cast(asyncio.Transport, transport)
         return Stream(self._connection.transport, self._connection)
@@ -180,20 +185,22 @@ class Backend(httpcore2.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        # Happy Eyeballs (a dual-stack host whose IPv6 drops packets still connects over
-        # IPv4), where the loop has it: uvloop's create_connection does not.
-        eyeballs: dict[str, Any] = {}
-        if isinstance(loop, asyncio.BaseEventLoop):
-            eyeballs["happy_eyeballs_delay"] = 0.25
         try:
             async with asyncio.timeout(timeout):
-                transport, connection = await loop.create_connection(
-                    _Connection,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                    **eyeballs,
+                # Happy Eyeballs on any loop (uvloop's create_connection has none): a host
+                # whose IPv6 drops packets still connects over IPv4.
+                addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                local = None
+                if local_address:
+                    local = await loop.getaddrinfo(local_address, 0, type=socket.SOCK_STREAM)
+                sock = await aiohappyeyeballs.start_connection(
+                    addresses, local_addr_infos=local, happy_eyeballs_delay=0.25, interleave=1
                 )
+                try:
+                    transport, connection = await loop.create_connection(_Connection, sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError as exc:
             raise httpcore2.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
         except OSError as exc:

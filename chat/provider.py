@@ -116,7 +116,7 @@ def _make_client(demo: bool, base_url: str, api_key: str) -> openai.AsyncOpenAI:
 def _http_client() -> httpx2.AsyncClient:
     """The SDK's HTTP client, its connections on chat/network.py's backend; through a
     proxy named by the environment (HTTPS_PROXY ...), httpx's own, which honours it."""
-    if urllib.request.getproxies():
+    if set(urllib.request.getproxies()) - {"no"}:  # NO_PROXY alone names no proxy
         return openai.DefaultAsyncHttpx2Client(limits=_upstream_limits())
     return openai.DefaultAsyncHttpx2Client(transport=network.transport(_upstream_limits()))
 

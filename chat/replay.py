@@ -29,8 +29,9 @@ def stored_events(generation: Generation, after: int) -> list[Event]:
         for event_id, part in enumerate(parts, start=1)
         if event_id > after
     ]
-    ended = ending.stored_ending(generation)
-    events.append(ended.event(generation.last_event_id, str(generation.message.pk)))
+    if generation.last_event_id > after:  # a reader that saw the end gets it once
+        ended = ending.stored_ending(generation)
+        events.append(ended.event(generation.last_event_id, str(generation.message.pk)))
     return events
 
 
@@ -71,4 +72,5 @@ async def events_after(
                 yield [deleted.event(position + 1, None)]
                 return
             generation = settled
-    yield stored_events(generation, position)
+    if events := stored_events(generation, position):
+        yield events

@@ -391,6 +391,8 @@ async def test_a_finished_answer_cannot_be_continued_and_nothing_changes(api, up
 async def test_the_page_offers_continue_on_a_cut_off_answer_and_streams_it_in_place(api, upstream):
     conversation = await new_conversation(api)
     await cut_off(api, upstream, conversation)
+    # Slow enough to be still streaming when the page shows it.
+    upstream.reply_to(CONTINUE_PROMPT, Reply(tokens=[" time", ", the ", "end."], token_delay=0.2))
     page = (await (await api.get(f"/c/{conversation}/")).body()).decode()
     assert "data-continue" in page and "cut off at the length limit" in page
 

@@ -1,10 +1,13 @@
-"""The SDK's connections to the model (chat/network.py): TLS, proxies, cut connections,
-timeouts, idle connections the model closed, and a slow reader's memory."""
+"""The SDK's connections to the model (chat/network.py): TLS, a stop, proxies, cut
+connections, timeouts, idle connections the model closed, and a slow reader's memory; on
+asyncio's loop and on uvloop."""
 
 import asyncio
 import socket
 import ssl
 import struct
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpcore2
@@ -16,6 +19,7 @@ from chat import network, provider
 from chat.provider import ProviderError
 from tests.fakeopenai import FakeOpenAI, Reply
 from tests.test_provider import answer, failure
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -103,6 +107,49 @@ async def test_a_proxy_named_by_the_environment_carries_the_request(
     assert fake_openai.requests[0]["path"] == "http://model.invalid/v1/chat/completions"
 
 
+async def test_the_sdk_connects_through_this_backend_unless_a_proxy_is_named(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "internal.example")  # names no proxy
+
+    def backend() -> object:
+        return provider._http_client()._transport._pool._network_backend
+
+    assert isinstance(backend(), network.Backend)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert not isinstance(backend(), network.Backend)
+
+
+async def test_stopping_an_answer_over_tls_closes_its_connection_at_once(ca, trusting):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+    cut = threading.Event()
+
+    def stream_forever() -> None:
+        # A model that only writes: it learns of the stop when its writes fail.
+        connection, _ = listener.accept()
+        with context.wrap_socket(connection, server_side=True) as tls:
+            tls.recv(65536)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            try:
+                for _ in range(1000):
+                    tls.sendall(b"6\r\ntoken \r\n")
+                    time.sleep(0.01)
+            except OSError:
+                cut.set()
+
+    model = threading.Thread(target=stream_forever, daemon=True)
+    model.start()
+    port = listener.getsockname()[1]
+    async with httpx2.AsyncClient(transport=network.transport(httpx2.Limits())) as client:
+        async with client.stream("GET", f"https://127.0.0.1:{port}/") as response:
+            async for _ in response.aiter_bytes():
+                break  # the user stops the answer
+        await until(cut.is_set)
+    listener.close()
+
+
 async def test_the_bytes_before_a_cut_are_read_before_the_error():
     async def send_then_reset(reader, writer):
         writer.write(b"the last words")
@@ -116,7 +163,7 @@ async def test_the_bytes_before_a_cut_are_read_before_the_error():
     server, port = await serving(send_then_reset)
     async with server:
         stream = await network.Backend().connect_tcp("127.0.0.1", port)
-        await asyncio.sleep(0.2)  # the cut has come, after the words
+        await until(lambda: stream._connection.ended)  # the cut has come, after the words
 
         assert await stream.read(4096, timeout=1) == b"the last words"
         with pytest.raises(httpcore2.ReadError):

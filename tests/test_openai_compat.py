@@ -192,6 +192,8 @@ def test_a_client_that_leaves_closes_the_upstream_request(client, upstream):
     stream.close()
 
     upstream.wait_until(lambda: upstream.aborted == 1)
+    # What was sent is billed: the test's end (a flush of the database) waits for that write.
+    upstream.wait_until(Usage.objects.exists)
 
 
 def test_a_failure_upstream_is_an_error_the_sdk_raises_mid_stream(client, upstream):

@@ -1,9 +1,11 @@
 """The POST-then-GET flow and the SSE stream, through the real ASGI application."""
 
 import asyncio
+import copy
 import gzip
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.sessions.models import Session
 from django.db.backends.signals import connection_created
 from django.db.backends.utils import CursorWrapper
@@ -11,9 +13,10 @@ from django.test import AsyncRequestFactory
 
 from chat import generation
 from chat.models import Conversation, Generation, Message
+from chat.replay import events_after
 from chat.views.stream import generation_stream
 from tests.asgi_client import AsgiClient, parse_events, read_events, read_until, with_query
-from tests.conftest import held_by_requests, logged_in_as, unstarted_answer
+from tests.conftest import finished_exchange, held_by_requests, logged_in_as, unstarted_answer
 from tests.fakeopenai import Reply
 from tests.servers import free_port
 
@@ -313,7 +316,8 @@ async def test_the_stream_holds_no_database_connection(api, upstream):
 async def test_the_stream_of_an_answer_this_process_runs_opens_without_a_query(
     api, upstream, monkeypatch
 ):
-    upstream.reply_to("Hi", Reply(tokens=["a", "b"], first_token_delay=0.3))
+    # Paced, so that the first event is "a" alone and the answer runs on past it.
+    upstream.reply_to("Hi", Reply(tokens=["a", "b"], first_token_delay=0.3, token_delay=0.5))
     posted = await ask(api, "Hi")
     statements = []
     execute = CursorWrapper.execute
@@ -330,6 +334,20 @@ async def test_the_stream_of_an_answer_this_process_runs_opens_without_a_query(
     assert events[0].data["content"] == "a"
     assert statements == []
     await reader.body()
+
+
+async def test_a_reader_that_saw_the_end_of_an_answer_ended_elsewhere_gets_nothing_again(
+    alice, settings
+):
+    settings.CHAT_EVENT_LOG = "memory"
+    _, _, finished = await sync_to_async(finished_exchange)(alice)
+    # As a reader holds it who took it while it ran; its log is gone, its row has ended.
+    seen_running = copy.copy(finished)
+    seen_running.last_event_id = None
+
+    batches = [batch async for batch in events_after(seen_running, 3, idle=1)]
+
+    assert batches == []
 
 
 @pytest.mark.parametrize(
