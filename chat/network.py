@@ -142,6 +142,7 @@ class Stream(httpcore2.AsyncNetworkStream):
     ) -> httpcore2.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
+            # Past the loop's own handshake limit (60 s), the loop aborts it: ConnectError.
             async with asyncio.timeout(timeout):
                 transport = await loop.start_tls(
                     self._transport,
@@ -203,25 +204,7 @@ class Backend(httpcore2.AsyncNetworkBackend):
                     raise
         except TimeoutError as exc:
             raise httpcore2.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
-        except OSError as exc:
-            raise httpcore2.ConnectError(str(exc)) from exc
-        for option in socket_options or ():
-            transport.get_extra_info("socket").setsockopt(*option)
-        return Stream(transport, connection)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, connection = await loop.create_unix_connection(_Connection, path)
-        except TimeoutError as exc:
-            raise httpcore2.ConnectTimeout(f"timed out connecting to {path}") from exc
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # aiohappyeyeballs's, on uvloop: RuntimeError
             raise httpcore2.ConnectError(str(exc)) from exc
         for option in socket_options or ():
             transport.get_extra_info("socket").setsockopt(*option)

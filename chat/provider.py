@@ -116,9 +116,16 @@ def _make_client(demo: bool, base_url: str, api_key: str) -> openai.AsyncOpenAI:
 def _http_client() -> httpx2.AsyncClient:
     """The SDK's HTTP client, its connections on chat/network.py's backend; through a
     proxy named by the environment (HTTPS_PROXY ...), httpx's own, which honours it."""
-    if set(urllib.request.getproxies()) - {"no"}:  # NO_PROXY alone names no proxy
+    if _proxy_named():
         return openai.DefaultAsyncHttpx2Client(limits=_upstream_limits())
     return openai.DefaultAsyncHttpx2Client(transport=network.transport(_upstream_limits()))
+
+
+def _proxy_named() -> bool:
+    """Tell whether the environment names a proxy httpx would use (its reading of it)."""
+    named = urllib.request.getproxies()
+    proxies = any(named.get(scheme) for scheme in ("http", "https", "all"))
+    return proxies and named.get("no", "").strip() != "*"
 
 
 def _upstream_limits() -> httpx2.Limits:

@@ -53,7 +53,8 @@ async def text_before(generation: Generation, after: int) -> str | None:
 async def events_after(
     generation: Generation, after: int, idle: float
 ) -> AsyncGenerator[list[Event]]:
-    """Yield the generation's events after `after` until its terminal event, in batches.
+    """Yield the generation's events after `after` until its terminal event, in batches;
+    nothing for a reader past the terminal event.
 
     An empty batch says nothing happened for `idle` seconds.
     """

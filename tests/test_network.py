@@ -3,6 +3,7 @@ connections, timeouts, idle connections the model closed, and a slow reader's me
 asyncio's loop and on uvloop."""
 
 import asyncio
+import os
 import socket
 import ssl
 import struct
@@ -108,9 +109,10 @@ async def test_a_proxy_named_by_the_environment_carries_the_request(
 
 
 async def test_the_sdk_connects_through_this_backend_unless_a_proxy_is_named(monkeypatch):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("NO_PROXY", "internal.example")  # names no proxy
+    monkeypatch.setenv("FTP_PROXY", "http://proxy.example:3128")  # not for httpx
 
     def backend() -> object:
         return provider._http_client()._transport._pool._network_backend
@@ -118,6 +120,8 @@ async def test_the_sdk_connects_through_this_backend_unless_a_proxy_is_named(mon
     assert isinstance(backend(), network.Backend)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert not isinstance(backend(), network.Backend)
+    monkeypatch.setenv("NO_PROXY", "*")  # no proxy for any host
+    assert isinstance(backend(), network.Backend)
 
 
 async def test_stopping_an_answer_over_tls_closes_its_connection_at_once(ca, trusting):
