@@ -9,6 +9,7 @@ Run the benchmark (docs/performance.md explains it):
     python -m bench.run --write-baseline    # also store the figures in bench/baseline.json
     python -m bench.run --check             # fail on a clear regression against it
     python -m bench.run --profile           # (a), (b), (d), (f) on the project under py-spy
+    python -m bench.run --profile --gil     # ... of the thread holding the GIL: Python's CPU
 
 The project runs under its production server (uvicorn, as `make serve` starts it) unless
 the scenario says otherwise (b-daphne: runserver's server). On SQLite in a temp directory,
@@ -139,7 +140,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
         )
         bench = Bench(
             scale, workdir, upstream, env, accounts["users"], accounts["password"],
-            profile_dir=OUT if args.profile else None,
+            profile_dir=OUT if args.profile else None, profile_gil=args.gil,
         )  # fmt: skip
         runs = _scenario_runs(bench, args.profile)
         records = []
@@ -183,6 +184,9 @@ def main() -> None:
     parser.add_argument("--write-baseline", action="store_true")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--gil", action="store_true", help="with --profile: the thread holding the GIL only"
+    )
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="chat-bench-"))

@@ -91,6 +91,7 @@ class Bench:
     accounts: dict[str, list[str]]
     password: str
     profile_dir: Path | None = None
+    profile_gil: bool = False  # profile only the thread holding the GIL: Python's own CPU
     _sessions: dict[str, dict[str, str]] = field(default_factory=dict)
     _conversations: Iterator[tuple[str, str]] | None = None
 
@@ -163,7 +164,9 @@ def project_factory(
             output = bench.profile_dir / f"profile-{profile}.txt"
         with contextlib.ExitStack() as stack:
             running = [
-                stack.enter_context(servers.project(env, bench.log, server, output))
+                stack.enter_context(
+                    servers.project(env, bench.log, server, output, gil=bench.profile_gil)
+                )
                 for _ in range(processes)
             ]
             slots = await bench.slots(running[0].url, streams)

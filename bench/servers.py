@@ -201,10 +201,15 @@ def project_env(
 
 
 def project(
-    env: dict[str, str], log: Path, server: str = "uvicorn", profile: Path | None = None
+    env: dict[str, str],
+    log: Path,
+    server: str = "uvicorn",
+    profile: Path | None = None,
+    gil: bool = False,
 ) -> contextlib.AbstractContextManager[Server]:
     """The project under a server of PROJECT_SERVERS, optionally below py-spy (raw
-    collapsed stacks). `uvicorn` is the production server, started as `make serve` does."""
+    collapsed stacks; `gil`: of the thread holding the GIL only). `uvicorn` is the
+    production server, started as `make serve` does."""
     port = free_port()
     if server == "uvicorn":
         command = PROJECT_SERVE
@@ -213,7 +218,7 @@ def project(
         command = [part.format(port=port, app=APPLICATION) for part in SERVER_COMMANDS[server]]
     if profile is not None:
         py_spy = [str(BIN / "py-spy"), "record", "-r", "250", "-f", "raw", "-o", str(profile)]
-        command = [*py_spy, "--", *command]
+        command = [*py_spy, *(["--gil"] if gil else []), "--", *command]
     return running(f"project/{server}", command, env, port, log)
 
 
