@@ -108,7 +108,7 @@ async def switch(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     found = await owned(Conversation.objects.owned_by(request.user), pk, "conversation")
     message_id = _message_id(json_body(request), "message_id", required=True)
     await services.branch_switch(conversation=found, message_id=message_id)
-    await found.arefresh_from_db()
+    await db.run(found.refresh_from_db)
     return JsonResponse(await _tree_dict(found))
 
 

@@ -34,7 +34,7 @@ MAX_UNSENT = 50
 async def upload(request: AuthenticatedRequest) -> HttpResponseBase:
     """Check an uploaded file by its bytes and keep it for the user's next message."""
     name, data = await sync_to_async(_uploaded, thread_sensitive=False)(request)
-    if await Attachment.objects.owned_by(request.user).unsent().acount() >= MAX_UNSENT:
+    if await db.run(Attachment.objects.owned_by(request.user).unsent().count) >= MAX_UNSENT:
         raise Rejected(
             429, "too_many_uploads", "Send or remove the files you attached before adding more."
         )
