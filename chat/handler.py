@@ -6,9 +6,8 @@ Django runs each request in a ThreadSensitiveContext, whose executor thread is s
 for the request and lives until the response ends: for a stream open for minutes, an
 idle OS thread per reader, and for every request a thread started, a database connection
 opened and both closed. The views in decorators.THREADLESS (the JSON API, its streams,
-/v1) make their database calls through db.run, on the event loop's worker threads; what
-else is thread-sensitive in such a request (Django's request signals, the async ORM)
-runs on asgiref's one process-wide thread.
+/v1) make their database calls through db.run, on the event loop's worker threads;
+Django's request signals, thread-sensitive, run on asgiref's one process-wide thread.
 """
 
 from typing import Any
