@@ -96,9 +96,13 @@ class _Connection(asyncio.Protocol):
 
 
 class Stream(httpcore2.AsyncNetworkStream):
-    def __init__(self, transport: asyncio.Transport, connection: _Connection) -> None:
-        self._transport = transport
+    def __init__(self, connection: _Connection) -> None:
         self._connection = connection
+
+    @property
+    def _transport(self) -> asyncio.Transport:
+        assert self._connection.transport is not None
+        return self._connection.transport
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         connection = self._connection
@@ -157,7 +161,7 @@ class Stream(httpcore2.AsyncNetworkStream):
             self._transport.abort()
             raise httpcore2.ConnectError(str(exc)) from exc
         self._connection.transport = cast(asyncio.Transport, transport)
-        return Stream(self._connection.transport, self._connection)
+        return Stream(self._connection)
 
     def get_extra_info(self, info: str) -> Any:
         match info:
@@ -198,7 +202,7 @@ class Backend(httpcore2.AsyncNetworkBackend):
                     addresses, local_addr_infos=local, happy_eyeballs_delay=0.25, interleave=1
                 )
                 try:
-                    transport, connection = await loop.create_connection(_Connection, sock=sock)
+                    _, connection = await loop.create_connection(_Connection, sock=sock)
                 except BaseException:
                     sock.close()
                     raise
@@ -206,9 +210,10 @@ class Backend(httpcore2.AsyncNetworkBackend):
             raise httpcore2.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
         except (OSError, RuntimeError) as exc:  # aiohappyeyeballs's, on uvloop: RuntimeError
             raise httpcore2.ConnectError(str(exc)) from exc
+        stream = Stream(connection)
         for option in socket_options or ():
-            transport.get_extra_info("socket").setsockopt(*option)
-        return Stream(transport, connection)
+            stream.get_extra_info("socket").setsockopt(*option)
+        return stream
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -37,7 +37,7 @@ async def sweep() -> int:
     running = Generation.objects.running().filter(created_at__lt=settled)
     log = get_event_log()
     ended = 0
-    for generation_id in await db.run(lambda: list(running.values_list("pk", flat=True))):
+    for generation_id in await db.run(list, running.values_list("pk", flat=True)):
         if not await log.producer_alive(str(generation_id)):
             await settle(generation_id)
             ended += 1

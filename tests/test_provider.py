@@ -15,13 +15,18 @@ pytestmark = pytest.mark.anyio
 UNICODE = ["héllo ", "wörld ", "日本語", "🎉🚀", " Ünïcödé", "👩‍👩‍👧"]
 
 
-@pytest.fixture
-def fake(fake_openai, settings):
-    fake_openai.reset()
-    settings.OPENAI_BASE_URL = fake_openai.base_url
+def model_at(settings, base_url: str) -> None:
+    """Point the provider at the model served at `base_url`, with no retries."""
+    settings.OPENAI_BASE_URL = base_url
     settings.OPENAI_API_KEY = "sk-test-key"
     settings.CHAT_UPSTREAM_MAX_RETRIES = 0
     settings.CHAT_UPSTREAM_READ_TIMEOUT = 5.0
+
+
+@pytest.fixture
+def fake(fake_openai, settings):
+    fake_openai.reset()
+    model_at(settings, fake_openai.base_url)
     return fake_openai
 
 

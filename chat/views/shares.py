@@ -123,4 +123,4 @@ async def _conversation_of(request: AuthenticatedRequest, pk: str) -> Conversati
 
 
 async def _active_links(conversation: Conversation) -> list[ShareLink]:
-    return await db.run(lambda: list(ShareLink.objects.active().filter(conversation=conversation)))
+    return await db.run(list, ShareLink.objects.active().filter(conversation=conversation))
