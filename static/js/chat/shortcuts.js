@@ -27,8 +27,11 @@ export function openShortcuts() {
 }
 
 function closed() {
-  // Focus goes back where it was before the dialog opened.
-  if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
+  // Focus goes back where it was before the dialog opened, unless a key pressed since
+  // (the "close" event comes a moment after the Escape) already put it somewhere.
+  const unmoved = [document.body, dialog()].includes(document.activeElement) ||
+    dialog()?.contains(document.activeElement);
+  if (unmoved && opener instanceof HTMLElement && opener.isConnected) opener.focus();
   opener = null;
 }
 
