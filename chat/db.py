@@ -27,6 +27,7 @@ however long.
 
 import asyncio
 import contextlib
+import functools
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -35,12 +36,14 @@ from contextvars import ContextVar
 from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.conf import settings
 from django.db import (
+    DEFAULT_DB_ALIAS,
     DatabaseError,
     OperationalError,
     close_old_connections,
     connection,
     connections,
 )
+from django.db.utils import load_backend
 from psycopg_pool import PoolTimeout
 
 _writer = threading.Lock()  # SQLite's one writer, in this process
@@ -97,7 +100,7 @@ async def write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
     The turn is taken on the event loop, so no worker thread is held while it waits; the
     thread lock after it keeps the order against writers of other loops or threads.
     """
-    if connections["default"].vendor != "sqlite":
+    if not _on_sqlite():
         return await run(fn, *args, **kwargs)
     turn = _turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
     try:
@@ -109,6 +112,18 @@ async def write[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
         return await run(_as_the_writer, fn, *args, **kwargs)
     finally:
         turn.release()
+
+
+def _on_sqlite() -> bool:
+    # Not `connections["default"].vendor`: on the event loop, connections are kept per
+    # context, so each request would build a connection object of its own (CPU, and
+    # memory held for as long as its answer runs).
+    return _vendor(connections.settings[DEFAULT_DB_ALIAS]["ENGINE"]) == "sqlite"
+
+
+@functools.cache
+def _vendor(engine: str) -> str:
+    return str(load_backend(engine).DatabaseWrapper.vendor)
 
 
 def _as_the_writer[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
