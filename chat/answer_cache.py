@@ -10,9 +10,11 @@ stored. An entry that cannot be read is a miss.
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
@@ -50,7 +52,7 @@ def key_for(request: dict[str, Any]) -> str | None:
 async def lookup(key: str) -> CachedAnswer | None:
     """Return the cached answer for a key, or None for a miss."""
     try:
-        raw = await cache.aget(key)
+        raw = await _off_the_loop(cache.get)(key)
     except Exception:  # the backends raise different errors; any of them is a miss
         logger.warning("response cache unreachable; answering from the model", exc_info=True)
         return None
@@ -73,9 +75,16 @@ async def lookup(key: str) -> CachedAnswer | None:
 async def store(key: str, answer: CachedAnswer) -> None:
     """Keep a complete answer for CHAT_CACHE_TTL seconds."""
     try:
-        await cache.aset(key, asdict(answer), settings.CHAT_CACHE_TTL)
+        await _off_the_loop(cache.set)(key, asdict(answer), settings.CHAT_CACHE_TTL)
     except Exception:  # a cache that cannot store costs only a future miss
         logger.warning("response cache unreachable; answer not cached", exc_info=True)
+
+
+def _off_the_loop[**P, R](fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+    # On any worker thread, as chat/db.py does, not on asgiref's one shared thread (the
+    # cache's own aget): behind a busy event loop, a trip there holds up the answer's
+    # start. Both cache backends are safe to use from any thread.
+    return sync_to_async(fn, thread_sensitive=False)
 
 
 def _readable_part(part: object) -> bool:

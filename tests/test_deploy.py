@@ -13,7 +13,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from django.db import connection
+from asgiref.sync import sync_to_async
+from django.core.signals import request_started
+from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
 from django.urls import URLResolver, get_resolver
 
@@ -233,6 +235,32 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
     assert threads_open <= threads_warm + 1
     # At most the pool's (CHAT_DB_POOL_MAX, 10 in tests) and pytest's own: not one per stream.
     assert on_server <= 12
+
+
+@pytest.fixture
+def request_signals_as_served():
+    """request_started's receivers as a server has them: Django's test client connects
+    close_old_connections again after each of its requests."""
+    request_started.disconnect(close_old_connections)
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+async def test_an_answer_is_posted_and_streamed_while_asgirefs_shared_thread_is_busy(
+    api, upstream, alice, request_signals_as_served
+):
+    # Nothing before an API view waits for that thread: the event loop, busy with other
+    # answers, would make every such trip long.
+    upstream.reply_to("Hi", Reply(tokens=["first "], hang=True))
+    conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
+    release = threading.Event()
+    busy = asyncio.ensure_future(sync_to_async(release.wait)())
+    try:
+        reader = await asyncio.wait_for(open_stream(api, conversation), 5)
+    finally:
+        release.set()
+        await busy
+    await stop_all([reader])
 
 
 def test_every_view_of_the_api_runs_without_a_thread_of_its_own():
