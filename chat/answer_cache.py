@@ -52,7 +52,7 @@ def key_for(request: dict[str, Any]) -> str | None:
 async def lookup(key: str) -> CachedAnswer | None:
     """Return the cached answer for a key, or None for a miss."""
     try:
-        raw = await _off_the_loop(cache.get)(key)
+        raw = await _on_a_worker_thread(cache.get)(key)
     except Exception:  # the backends raise different errors; any of them is a miss
         logger.warning("response cache unreachable; answering from the model", exc_info=True)
         return None
@@ -75,12 +75,12 @@ async def lookup(key: str) -> CachedAnswer | None:
 async def store(key: str, answer: CachedAnswer) -> None:
     """Keep a complete answer for CHAT_CACHE_TTL seconds."""
     try:
-        await _off_the_loop(cache.set)(key, asdict(answer), settings.CHAT_CACHE_TTL)
+        await _on_a_worker_thread(cache.set)(key, asdict(answer), settings.CHAT_CACHE_TTL)
     except Exception:  # a cache that cannot store costs only a future miss
         logger.warning("response cache unreachable; answer not cached", exc_info=True)
 
 
-def _off_the_loop[**P, R](fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+def _on_a_worker_thread[**P, R](fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
     # On any worker thread, as chat/db.py does, not on asgiref's one shared thread (the
     # cache's own aget): behind a busy event loop, a trip there holds up the answer's
     # start. Both cache backends are safe to use from any thread.

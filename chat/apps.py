@@ -10,11 +10,19 @@ class ChatConfig(AppConfig):
     def ready(self) -> None:
         from chat import checks  # noqa: F401  (registers the system checks)
 
-        # Django tidies the database connections of a request's thread as the request
-        # starts. Under ASGI a request starts on a new thread of its own (a page), or on
-        # none (the API, chat/handler.py): there is nothing to tidy yet, and for the API
-        # these sync receivers were a trip to asgiref's shared thread before every view,
-        # which a busy event loop made long. The request's end still tidies
-        # (request_finished).
-        request_started.disconnect(close_old_connections)
-        request_started.disconnect(reset_queries)
+        tidy_at_request_end_only()
+
+
+def tidy_at_request_end_only() -> None:
+    """Disconnect Django's request_started receivers, which tidy the database connections
+    of the request's thread.
+
+    They are sync, so each request made a trip to a thread for them before its view: for
+    the API (no thread of its own, chat/handler.py) to asgiref's shared thread, which a
+    busy event loop makes long. Under ASGI a page starts on a new thread, with nothing to
+    tidy; what the shared thread holds is tidied at every API request's end, on it, by
+    request_finished (Django closes each response there), and after each answer
+    (db.given_back).
+    """
+    request_started.disconnect(close_old_connections)
+    request_started.disconnect(reset_queries)

@@ -7,7 +7,8 @@ for the request and lives until the response ends: for a stream open for minutes
 idle OS thread per reader, and for every request a thread started, a database connection
 opened and both closed. The views in decorators.THREADLESS (the JSON API, its streams,
 /v1) make their database calls through db.run, on the event loop's worker threads;
-Django's request signals, thread-sensitive, run on asgiref's one process-wide thread.
+Django runs what follows their response (request_finished, closing it) on asgiref's one
+process-wide thread; nothing before their view goes there (chat/apps.py).
 """
 
 from typing import Any

@@ -222,6 +222,9 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "chat",
+            # An unreachable Redis is a cache miss or a refusal within seconds, not a
+            # worker thread held for the OS's connect timeout.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 5, "SOCKET_TIMEOUT": 5},
         }
     }
 else:

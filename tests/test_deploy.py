@@ -14,12 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.signals import request_started
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.db.backends.signals import connection_created
 from django.urls import URLResolver, get_resolver
 
 from chat import checks, generation, handler
+from chat.apps import tidy_at_request_end_only
 from chat.models import Conversation, Generation
 from chat.views.decorators import THREADLESS
 from tests.asgi_client import AsgiClient, Response, read_until
@@ -238,23 +238,25 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
 
 
 @pytest.fixture
-def request_signals_as_served():
-    """request_started's receivers as a server has them: Django's test client connects
-    close_old_connections again after each of its requests."""
-    request_started.disconnect(close_old_connections)
+def request_signals_as_served() -> None:
+    """request_started's receivers as the app sets them in a server: Django's test client
+    connects close_old_connections again after each of its requests, as it will after
+    this test."""
+    tidy_at_request_end_only()
 
 
 @pytest.mark.anyio
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("request_signals_as_served")
 async def test_an_answer_is_posted_and_streamed_while_asgirefs_shared_thread_is_busy(
-    api, upstream, alice, request_signals_as_served
+    api, upstream, alice
 ):
     # Nothing before an API view waits for that thread: the event loop, busy with other
     # answers, would make every such trip long.
     upstream.reply_to("Hi", Reply(tokens=["first "], hang=True))
     conversation = await Conversation.objects.acreate(owner=alice, model="gpt-test")
     release = threading.Event()
-    busy = asyncio.ensure_future(sync_to_async(release.wait)())
+    busy = asyncio.create_task(sync_to_async(release.wait)())
     try:
         reader = await asyncio.wait_for(open_stream(api, conversation), 5)
     finally:
