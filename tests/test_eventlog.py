@@ -5,9 +5,10 @@ import uuid
 
 import pytest
 
-from chat.eventlog import LogClosed, UnknownGeneration, get_event_log
+from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
 from chat.eventlog.memory import MemoryEventLog
 from chat.events import Part
+from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -145,3 +146,40 @@ async def test_a_terminal_event_must_come_last(event_log):
     with pytest.raises(ValueError):
         await log.append(key, [part("done"), part("delta", content="after")])
     assert await log.last_id(key) == 0
+
+
+async def test_appends_made_together_each_land_in_their_own_log(event_log):
+    # Redis sends the appends of one turn of the event loop together: each keeps its own
+    # outcome.
+    log = get_event_log()
+    keys = [f"together-{uuid.uuid4()}" for _ in range(20)]
+    for key in keys:
+        await log.open(key)
+    await log.append(keys[0], [part("done")])
+    unknown = f"never-opened-{uuid.uuid4()}"
+
+    results = await asyncio.gather(
+        *(log.append(key, [part("delta", content=key)]) for key in keys),
+        log.append(unknown, [part("delta", content="lost")]),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], LogClosed)
+    assert results[1:20] == [1] * 19
+    assert isinstance(results[20], UnknownGeneration)
+    for key in keys[1:]:
+        assert [(e.id, e.data) for e in await log.events(key)] == [(1, {"content": key})]
+        await log.close(key)
+
+
+async def test_appends_made_together_to_an_unreachable_redis_each_fail(settings):
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    log = get_event_log()
+
+    results = await asyncio.gather(
+        *(log.append(f"gone-{n}", [part("delta", content="a")]) for n in range(3)),
+        return_exceptions=True,
+    )
+
+    assert [type(result) for result in results] == [EventLogUnavailable] * 3
