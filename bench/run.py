@@ -8,7 +8,7 @@ Run the benchmark (docs/performance.md explains it):
     python -m bench.run --only sweep --sweep-active 50,100 --sweep-quiet none
     python -m bench.run --write-baseline    # also store the figures in bench/baseline.json
     python -m bench.run --check             # fail on a clear regression against it
-    python -m bench.run --profile           # (a), (b), (d), (f) on the project under py-spy
+    python -m bench.run --profile           # (a), (b), (d), (e), (f) on the project under py-spy
     python -m bench.run --profile --gil     # ... of the thread holding the GIL: Python's CPU
 
 The project runs under its production server (uvicorn, as `make serve` starts it) unless
@@ -85,6 +85,9 @@ def _scenario_runs(bench: Bench, profile: bool) -> dict[str, Callable[[], Awaita
             "a": lambda: scenarios.one_stream(bench, profile=True),
             "b": lambda: scenarios.concurrent(bench, [scenarios.project_factory(profile="b")]),
             "d": lambda: scenarios.saturation(bench, profile=True),
+            "e": lambda: scenarios.concurrent(
+                bench, [scenarios.project_factory(processes=2, profile="e")]
+            ),
             "f": lambda: scenarios.answers(bench, profile=True),
         }
     return {
@@ -151,7 +154,10 @@ async def _run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
             print(f"-- scenario {name} ({scale.name})", file=sys.stderr, flush=True)
             found = await runs[name]()
             if args.profile:
-                print(report.profile_summary(OUT / f"profile-{name}.txt"))
+                for path in sorted(OUT.glob(f"profile-{name}.txt")) + sorted(
+                    OUT.glob(f"profile-{name}-[0-9].txt")
+                ):
+                    print(report.profile_summary(path))
                 continue
             levels = found if isinstance(found, dict) else {name: found}
             for level, measurements in levels.items():

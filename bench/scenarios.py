@@ -159,21 +159,33 @@ def project_factory(
         if processes > 1:
             redis.Redis.from_url(servers.REDIS_URL).flushdb()
             env |= {"REDIS_URL": servers.REDIS_URL, "CHAT_EVENT_LOG": "redis"}
-        output = None
-        if profile and bench.profile_dir:
-            output = bench.profile_dir / f"profile-{profile}.txt"
         with contextlib.ExitStack() as stack:
             running = [
                 stack.enter_context(
-                    servers.project(env, bench.log, server, output, gil=bench.profile_gil)
+                    servers.project(
+                        env,
+                        bench.log,
+                        server,
+                        _profile_path(bench, profile, number, processes),
+                        gil=bench.profile_gil,
+                    )
                 )
-                for _ in range(processes)
+                for number in range(1, processes + 1)
             ]
             slots = await bench.slots(running[0].url, streams)
             measured = [p for s in running for p in s.measured()]
             yield Project([s.url for s in running], slots), measured
 
     return project
+
+
+def _profile_path(bench: Bench, name: str | None, number: int, processes: int) -> Path | None:
+    """Where py-spy writes a profiled process's stacks: one file per process."""
+    if name is None or bench.profile_dir is None:
+        return None
+    return bench.profile_dir / (
+        f"profile-{name}-{number}.txt" if processes > 1 else f"profile-{name}.txt"
+    )
 
 
 async def _streams(
