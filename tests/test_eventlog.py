@@ -5,9 +5,16 @@ import uuid
 
 import pytest
 
-from chat.eventlog import EventLogUnavailable, LogClosed, UnknownGeneration, get_event_log
+from chat.eventlog import (
+    EventLogUnavailable,
+    LogClosed,
+    UnknownGeneration,
+    get_event_log,
+    redis_streams,
+)
 from chat.eventlog.memory import MemoryEventLog
 from chat.events import Part
+from tests.conftest import redis_url
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -149,8 +156,8 @@ async def test_a_terminal_event_must_come_last(event_log):
 
 
 async def test_appends_made_together_each_land_in_their_own_log(event_log):
-    # Redis sends the appends of one turn of the event loop together: each keeps its own
-    # outcome.
+    # The Redis log sends the appends of one turn of the event loop together: each keeps
+    # its own outcome.
     log = get_event_log()
     keys = [f"together-{uuid.uuid4()}" for _ in range(20)]
     for key in keys:
@@ -177,9 +184,28 @@ async def test_appends_made_together_to_an_unreachable_redis_each_fail(settings)
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     log = get_event_log()
 
-    results = await asyncio.gather(
-        *(log.append(f"gone-{n}", [part("delta", content="a")]) for n in range(3)),
-        return_exceptions=True,
-    )
+    async with asyncio.timeout(10):
+        results = await asyncio.gather(
+            *(log.append(f"gone-{n}", [part("delta", content="a")]) for n in range(3)),
+            return_exceptions=True,
+        )
 
     assert [type(result) for result in results] == [EventLogUnavailable] * 3
+
+
+async def test_an_append_sent_again_after_its_reply_was_lost_is_stored_once(settings):
+    # What redis-py's retry of a command does when the connection breaks after sending it.
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = redis_url()
+    log = get_event_log()
+    key = f"retried-{uuid.uuid4()}"
+    await log.open(key)
+    keys = [f"chat:log:{key}", f"chat:meta:{key}"]
+    sent = [1000, "the-append's-token", "delta", '{"content":"once"}', "0"]
+
+    assert await redis_streams._appends().append(keys, sent) == 1
+    assert await redis_streams._appends().append(keys, sent) == 1
+    assert await log.append(key, [part("done")]) == 2
+
+    assert [(e.id, e.kind) for e in await log.events(key)] == [(1, "delta"), (2, "done")]
+    await log.close(key)

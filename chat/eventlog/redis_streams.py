@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import time
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, cast
@@ -34,21 +35,27 @@ type Entries = list[tuple[str, dict[str, str]]]
 # is ending the answer (only the terminal event may follow), "1" after the terminal event.
 
 # Appends events atomically: refuses an unknown, ended or sealed log (a sealed one takes
-# a lone terminal event), numbers them, marks the end. ARGV: maxlen, then per event its
-# kind, its data and "1" if it is terminal. Returns the last id, -1 unknown, -2 closed.
+# a lone terminal event), numbers them, marks the end. ARGV: maxlen, the append's token,
+# then per event its kind, its data and "1" if it is terminal. Returns the last id, -1
+# unknown, -2 closed. The same append sent again (redis-py retries a command whose reply
+# was lost) finds its token and returns its id instead of adding its events twice.
 APPEND = """
 local state = redis.call('HGET', KEYS[2], 'ended')
 if not state then return -1 end
-local lone_terminal = #ARGV == 4 and ARGV[4] == '1'
+if redis.call('HGET', KEYS[2], 'token') == ARGV[2] then
+  return tonumber(redis.call('HGET', KEYS[2], 'last'))
+end
+local lone_terminal = #ARGV == 5 and ARGV[5] == '1'
 if state == '1' or (state == 'sealed' and not lone_terminal) then return -2 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local n = 0
 if #last > 0 then n = tonumber(string.match(last[1][1], '%d+$')) end
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   n = n + 1
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '0-' .. n, 'k', ARGV[i], 'd', ARGV[i + 1])
   if ARGV[i + 2] == '1' then redis.call('HSET', KEYS[2], 'ended', '1') end
 end
+redis.call('HSET', KEYS[2], 'token', ARGV[2], 'last', n)
 redis.call('EXPIRE', KEYS[1], redis.call('TTL', KEYS[2]))
 return n
 """
@@ -107,25 +114,29 @@ def get_client() -> redis.Redis:
 
 class _Appends:
     """The appends of one event loop's answers, sent together: those made in one turn of
-    the loop go in one pipeline, one round trip to Redis (a socket write each was a
-    quarter of a busy process's time). A lone append goes at once all the same."""
+    the loop go to Redis in one pipeline, one round trip; a lone append goes on the next
+    turn."""
 
     def __init__(self) -> None:
         self._waiting: list[tuple[list[str], list[Any], asyncio.Future[int]]] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     async def append(self, keys: list[str], args: list[Any]) -> int:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        if not self._waiting:
-            task = asyncio.create_task(self._send())
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
         self._waiting.append((keys, args, future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._flush)
         return await future
 
-    async def _send(self) -> None:
-        # A task's first step comes a turn of the loop later: what was appended meanwhile.
+    def _flush(self) -> None:
         batch, self._waiting = self._waiting, []
+        task = asyncio.create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    @staticmethod
+    async def _send(batch: list[tuple[list[str], list[Any], asyncio.Future[int]]]) -> None:
         try:
             async with get_client().pipeline(transaction=False) as pipe:
                 for keys, args, _ in batch:
@@ -136,7 +147,7 @@ class _Appends:
             for *_, future in batch:
                 future.cancel()
             raise
-        except Exception as exc:  # Redis unreachable: every append of the batch failed
+        except Exception as exc:  # Redis unreachable: no append of the batch is confirmed
             results = [exc] * len(batch)
         for (*_, future), result in zip(batch, results, strict=True):
             if future.done():  # its caller was cancelled
@@ -153,7 +164,10 @@ _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Appends] = (
 
 
 def _appends() -> _Appends:
-    return _batches.setdefault(asyncio.get_running_loop(), _Appends())
+    loop = asyncio.get_running_loop()
+    if loop not in _batches:
+        _batches[loop] = _Appends()
+    return _batches[loop]
 
 
 class RedisEventLog:
@@ -179,7 +193,7 @@ class RedisEventLog:
         if any(part.is_terminal for part in parts[:-1]):
             raise ValueError("a terminal event can only come last")
         keys = _keys(generation_id)
-        args: list[Any] = [settings.CHAT_EVENT_LOG_MAXLEN]
+        args: list[Any] = [settings.CHAT_EVENT_LOG_MAXLEN, uuid.uuid4().hex]
         for part in parts:
             args += [part.kind, _json(part.data), "1" if part.is_terminal else "0"]
         number = await _appends().append([keys["log"], keys["meta"]], args)
