@@ -200,7 +200,8 @@ async def test_an_append_sent_again_after_its_reply_was_lost_is_stored_once(sett
     log = get_event_log()
     key = f"retried-{uuid.uuid4()}"
     await log.open(key)
-    keys = [f"chat:log:{key}", f"chat:meta:{key}"]
+    names = redis_streams._keys(key)
+    keys = [names["log"], names["meta"]]
     sent = [1000, "the-append's-token", "delta", '{"content":"once"}', "0"]
 
     assert await redis_streams._appends().append(keys, sent) == 1
