@@ -4,12 +4,14 @@ import asyncio
 import uuid
 
 import pytest
+import redis
 
 from chat.eventlog import (
     EventLogUnavailable,
     LogClosed,
     UnknownGeneration,
     get_event_log,
+    redis_shared,
     redis_streams,
 )
 from chat.eventlog.memory import MemoryEventLog
@@ -80,16 +82,22 @@ async def test_a_reader_keeps_its_events_after_the_log_is_closed():
         await anext(log.read("g", 0, 10))
 
 
-async def test_cancel_wakes_the_waiting_generation():
-    log = MemoryEventLog()
-    await log.open("g")
-    waiting = asyncio.create_task(log.wait_cancelled("g"))
-    await asyncio.sleep(0)
-    assert not waiting.done()
+async def test_cancel_wakes_the_waiting_generation_and_no_other(event_log):
+    log = get_event_log()
+    keys = [f"cancel-{uuid.uuid4()}" for _ in range(3)]
+    for key in keys:
+        await log.open(key)
+    waiting = [asyncio.create_task(log.wait_cancelled(key)) for key in keys]
+    await asyncio.sleep(0.3)  # more than a poll interval
+    assert not any(task.done() for task in waiting)
 
-    await log.cancel("g")
+    await log.cancel(keys[1])
 
-    await asyncio.wait_for(waiting, 1)
+    await asyncio.wait_for(waiting[1], 2)
+    await asyncio.sleep(0.3)
+    assert not waiting[0].done() and not waiting[2].done()
+    for task in waiting:
+        task.cancel()
 
 
 async def test_a_sealed_log_takes_only_the_terminal_event(event_log):
@@ -201,12 +209,117 @@ async def test_an_append_sent_again_after_its_reply_was_lost_is_stored_once(sett
     key = f"retried-{uuid.uuid4()}"
     await log.open(key)
     names = redis_streams._keys(key)
-    keys = [names["log"], names["meta"]]
+    keys = [names["log"], names["meta"], names["tail"]]
     sent = [1000, "the-append's-token", "delta", '{"content":"once"}', "0"]
 
-    assert await redis_streams._appends().append(keys, sent) == 1
-    assert await redis_streams._appends().append(keys, sent) == 1
+    assert await redis_shared.appends().append(redis_streams.APPEND, keys, sent) == 1
+    assert await redis_shared.appends().append(redis_streams.APPEND, keys, sent) == 1
     assert await log.append(key, [part("done")]) == 2
 
     assert [(e.id, e.kind) for e in await log.events(key)] == [(1, "delta"), (2, "done")]
     await log.close(key)
+
+
+@pytest.fixture
+def redis_log(settings):
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = redis_url()
+    return get_event_log()
+
+
+def redis_clients() -> list[dict]:
+    return redis.Redis.from_url(redis_url()).client_list()
+
+
+async def test_waiting_readers_share_one_subscription_and_hold_no_blocking_read(redis_log):
+    keys = [f"shared-{uuid.uuid4()}" for _ in range(30)]
+    for key in keys:
+        await redis_log.open(key)
+    readers = [asyncio.create_task(collect(redis_log, key)) for key in keys]
+    await asyncio.sleep(0.3)
+
+    subscribed = [int(client["sub"]) for client in redis_clients() if int(client["sub"])]
+    blocked = [client for client in redis_clients() if "b" in client["flags"]]
+    for key in keys:
+        await redis_log.append(key, [part("delta", content=key), part("done")])
+
+    assert (subscribed, blocked) == ([30], [])
+    assert [await reader for reader in readers] == [
+        [(1, "delta", {"content": key}), (2, "done", {})] for key in keys
+    ]
+
+
+async def test_an_event_whose_push_was_lost_is_read_from_the_stream_in_order(redis_log):
+    key = f"lost-push-{uuid.uuid4()}"
+    await redis_log.open(key)
+    reader = redis_log.read(key, 0, 30)
+    await redis_log.append(key, [part("delta", content="a")])
+    assert [e.id for e in await anext(reader)] == [1]
+
+    # Event 2 reaches the stream without its push, as when the subscription broke.
+    names = redis_streams._keys(key)
+    redis.Redis.from_url(redis_url()).xadd(
+        names["log"], {"k": "delta", "d": '{"content":"b"}'}, id="0-2"
+    )
+    await redis_log.append(key, [part("done")])
+
+    async with asyncio.timeout(2):  # far less than an idle interval
+        batch = await anext(reader)
+    assert [(e.id, e.data) for e in batch] == [(2, {"content": "b"}), (3, {})]
+
+
+async def test_a_lost_last_push_is_found_when_the_wait_runs_out(redis_log, settings):
+    settings.CHAT_LIVENESS_INTERVAL = 0.2
+    key = f"lost-end-{uuid.uuid4()}"
+    await redis_log.open(key)
+    reader = redis_log.read(key, 0, 30)
+    await redis_log.append(key, [part("delta", content="a")])
+    assert [e.id for e in await anext(reader)] == [1]
+
+    names = redis_streams._keys(key)
+    redis.Redis.from_url(redis_url()).xadd(names["log"], {"k": "done", "d": "{}"}, id="0-2")
+
+    async with asyncio.timeout(2):
+        assert [(e.id, e.kind) for e in await anext(reader)] == [(2, "done")]
+
+
+async def test_readers_get_every_event_across_a_broken_subscription(redis_log, settings):
+    settings.CHAT_LIVENESS_INTERVAL = 30  # the wait running out must not be what saves it
+    key = f"reconnect-{uuid.uuid4()}"
+    await redis_log.open(key)
+    reader = asyncio.create_task(collect(redis_log, key))
+    await redis_log.append(key, [part("delta", content="a")])
+    await asyncio.sleep(0.2)
+
+    redis.Redis.from_url(redis_url()).client_kill_filter(_type="pubsub")
+    for text in "bcd":
+        await redis_log.append(key, [part("delta", content=text)])
+    await redis_log.append(key, [part("done")])
+
+    async with asyncio.timeout(5):
+        events = await reader
+    assert [(e[0], e[2].get("content")) for e in events] == [
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+        (4, "d"),
+        (5, None),
+    ]
+
+
+async def test_a_subscription_made_again_sends_its_readers_to_the_stream(redis_log, settings):
+    # What a reconnect does: the channel's subscription is confirmed again, and whatever
+    # was published while it was gone is read from the stream, with no push to say so.
+    settings.CHAT_LIVENESS_INTERVAL = 30
+    key = f"resubscribed-{uuid.uuid4()}"
+    await redis_log.open(key)
+    reader = redis_log.read(key, 0, 30)
+    await redis_log.append(key, [part("delta", content="a")])
+    assert [e.id for e in await anext(reader)] == [1]
+    names = redis_streams._keys(key)
+    redis.Redis.from_url(redis_url()).xadd(names["log"], {"k": "done", "d": "{}"}, id="0-2")
+
+    await redis_shared.tails()._pubsub.subscribe(names["tail"])
+
+    async with asyncio.timeout(2):
+        assert [(e.id, e.kind) for e in await anext(reader)] == [(2, "done")]

@@ -9,16 +9,16 @@ Per generation (all keys expire; none outlives CHAT_EVENT_LOG_RETAIN after the e
 - `chat:alive:<id>`: refreshed by the producing process while it runs; its expiry is how
   readers learn that the producer died;
 - `chat:cancel:<id>`: set by a cancel, from any process;
-- `chat:read:<id>`: refreshed by readers, so an answer nobody reads can be abandoned.
+- `chat:read:<id>`: refreshed by readers, so an answer nobody reads can be abandoned;
+- `chat:tail:<id>`: a channel, not a key: each append is published there with its events,
+  for the readers that follow the answer (redis_shared.Tails).
 """
 
-import asyncio
 import functools
 import json
 import math
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ import redis.asyncio as redis
 from django.conf import settings
 
 from chat.eventlog.base import BATCH, EventLogUnavailable, LogClosed, UnknownGeneration
+from chat.eventlog.redis_shared import Follower, appends, cancels, get_client, tails
 from chat.events import Event, Part
 
 # Stream entries as redis-py returns them with decode_responses: (id, fields) pairs.
@@ -35,10 +36,12 @@ type Entries = list[tuple[str, dict[str, str]]]
 # is ending the answer (only the terminal event may follow), "1" after the terminal event.
 
 # Appends events atomically: refuses an unknown, ended or sealed log (a sealed one takes
-# a lone terminal event), numbers them, marks the end. ARGV: maxlen, the append's token,
-# then per event its kind, its data and "1" if it is terminal. Returns the last id, -1
-# unknown, -2 closed. The same append sent again (redis-py retries a command whose reply
-# was lost) finds its token and returns its id instead of adding its events twice.
+# a lone terminal event), numbers them, marks the end, publishes them on the tail channel
+# (the first id, then each event's kind and data, a line each). KEYS: log, meta, tail.
+# ARGV: maxlen, the append's token, then per event its kind, its data and "1" if it is
+# terminal. Returns the last id, -1 unknown, -2 closed. The same append sent again
+# (redis-py retries a command whose reply was lost) finds its token and returns its id
+# instead of adding its events twice.
 APPEND = """
 local state = redis.call('HGET', KEYS[2], 'ended')
 if not state then return -1 end
@@ -50,13 +53,17 @@ if state == '1' or (state == 'sealed' and not lone_terminal) then return -2 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local n = 0
 if #last > 0 then n = tonumber(string.match(last[1][1], '%d+$')) end
+local pushed = {n + 1}
 for i = 3, #ARGV, 3 do
   n = n + 1
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '0-' .. n, 'k', ARGV[i], 'd', ARGV[i + 1])
   if ARGV[i + 2] == '1' then redis.call('HSET', KEYS[2], 'ended', '1') end
+  pushed[#pushed + 1] = ARGV[i]
+  pushed[#pushed + 1] = ARGV[i + 1]
 end
 redis.call('HSET', KEYS[2], 'token', ARGV[2], 'last', n)
 redis.call('EXPIRE', KEYS[1], redis.call('TTL', KEYS[2]))
+redis.call('PUBLISH', KEYS[3], table.concat(pushed, '\\n'))
 return n
 """
 
@@ -86,88 +93,9 @@ def _translated[**P, R](
 
 def _keys(generation_id: str) -> dict[str, str]:
     return {
-        name: f"chat:{name}:{generation_id}" for name in ("log", "meta", "alive", "cancel", "read")
+        name: f"chat:{name}:{generation_id}"
+        for name in ("log", "meta", "alive", "cancel", "read", "tail")
     }
-
-
-# One client (and connection pool) per event loop: redis.asyncio connections belong to one.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def get_client() -> redis.Redis:
-    loop = asyncio.get_running_loop()
-    if loop not in _clients:
-        _clients[loop] = redis.Redis.from_url(
-            settings.REDIS_URL,
-            decode_responses=True,
-            # Readers block in XREAD for up to a liveness interval; a socket timeout
-            # shorter than that (redis-py's default is 5 s) would cut them off.
-            socket_timeout=settings.CHAT_LIVENESS_INTERVAL + 5,
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-            max_connections=settings.CHAT_REDIS_MAX_CONNECTIONS,
-        )
-    return _clients[loop]
-
-
-class _Appends:
-    """The appends of one event loop's answers, sent together: those made in one turn of
-    the loop go to Redis in one pipeline, one round trip; a lone append goes on the next
-    turn."""
-
-    def __init__(self) -> None:
-        self._waiting: list[tuple[list[str], list[Any], asyncio.Future[int]]] = []
-        self._sending: set[asyncio.Task[None]] = set()
-
-    async def append(self, keys: list[str], args: list[Any]) -> int:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        self._waiting.append((keys, args, future))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._flush)
-        return await future
-
-    def _flush(self) -> None:
-        batch, self._waiting = self._waiting, []
-        task = asyncio.create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    @staticmethod
-    async def _send(batch: list[tuple[list[str], list[Any], asyncio.Future[int]]]) -> None:
-        try:
-            async with get_client().pipeline(transaction=False) as pipe:
-                for keys, args, _ in batch:
-                    # EVAL: Redis keeps the compiled script; a restart loses nothing.
-                    pipe.eval(APPEND, len(keys), *keys, *args)
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-        except asyncio.CancelledError:
-            for *_, future in batch:
-                future.cancel()
-            raise
-        except Exception as exc:  # Redis unreachable: no append of the batch is confirmed
-            results = [exc] * len(batch)
-        for (*_, future), result in zip(batch, results, strict=True):
-            if future.done():  # its caller was cancelled
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-
-_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Appends] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _appends() -> _Appends:
-    loop = asyncio.get_running_loop()
-    if loop not in _batches:
-        _batches[loop] = _Appends()
-    return _batches[loop]
 
 
 class RedisEventLog:
@@ -196,7 +124,7 @@ class RedisEventLog:
         args: list[Any] = [settings.CHAT_EVENT_LOG_MAXLEN, uuid.uuid4().hex]
         for part in parts:
             args += [part.kind, _json(part.data), "1" if part.is_terminal else "0"]
-        number = await _appends().append([keys["log"], keys["meta"]], args)
+        number = await appends().append(APPEND, [keys["log"], keys["meta"], keys["tail"]], args)
         if number == -1:
             raise UnknownGeneration(generation_id)
         if number == -2:
@@ -216,24 +144,33 @@ class RedisEventLog:
         keys = _keys(generation_id)
         if not await self._redis.exists(keys["meta"]):
             raise UnknownGeneration(generation_id)
-        # Blocks no longer than a liveness interval: then the producer's mark is checked.
+        follower = await tails().follow(keys["tail"])
+        try:
+            async for batch in self._follow(generation_id, follower, after, idle):
+                yield batch
+        finally:
+            tails().unfollow(keys["tail"], follower)
+
+    async def _follow(
+        self, generation_id: str, follower: Follower, after: int, idle: float
+    ) -> AsyncIterator[list[Event]]:
+        # Waits no longer than a liveness interval: then the producer's mark is checked.
         position = after
         heartbeat_due = time.monotonic() + idle
         while True:
             wait = min(heartbeat_due - time.monotonic(), settings.CHAT_LIVENESS_INTERVAL)
-            found = await self._redis.xread(
-                {keys["log"]: f"0-{position}"}, count=BATCH, block=max(1, int(wait * 1000))
-            )
-            if not found:
-                await self._check_producer(generation_id)
-                # Redis may end a block a moment early: a heartbeat due within 10 ms is due.
+            pushed = follower.take(position) if await follower.wait(wait) else None
+            # The stream is read when the pushes may not hold all that came, and when the
+            # wait ran out: a push lost without word costs at most one interval.
+            batch = await self._after(generation_id, position) if pushed is None else pushed
+            if not batch:
+                if pushed is None:
+                    await self._check_producer(generation_id)
+                # The wait may end a moment early: a heartbeat due within 10 ms is due.
                 if time.monotonic() >= heartbeat_due - 0.01:
                     heartbeat_due = time.monotonic() + idle
                     yield []
                 continue
-            batch = _events(_entries(found))
-            if batch[0].id != position + 1:
-                raise UnknownGeneration(generation_id)  # trimmed past the reader
             end = next((i + 1 for i, event in enumerate(batch) if event.is_terminal), len(batch))
             batch = batch[:end]
             position = batch[-1].id or position
@@ -241,6 +178,15 @@ class RedisEventLog:
             yield batch
             if batch[-1].is_terminal:
                 return
+
+    async def _after(self, generation_id: str, position: int) -> list[Event]:
+        """Up to BATCH events after `position`, read from the stream without waiting."""
+        log = _keys(generation_id)["log"]
+        found = await self._redis.xread({log: f"0-{position}"}, count=BATCH)
+        batch = _events(_entries(found)) if found else []
+        if batch and batch[0].id != position + 1:
+            raise UnknownGeneration(generation_id)  # trimmed past the reader
+        return batch
 
     async def _check_producer(self, generation_id: str) -> None:
         keys = _keys(generation_id)
@@ -290,11 +236,10 @@ class RedisEventLog:
 
     @_translated
     async def wait_cancelled(self, generation_id: str) -> None:
-        key = _keys(generation_id)["cancel"]
         # Polling a key survives Redis restarts and needs no held connection, where a
-        # pub/sub subscription would need both; one EXISTS per interval is cheap.
-        while not await self._redis.exists(key):  # noqa: ASYNC110
-            await asyncio.sleep(settings.CHAT_CANCEL_POLL_INTERVAL)
+        # pub/sub subscription would need both; one MGET per interval for all the
+        # process's answers is cheap.
+        await cancels().wait(_keys(generation_id)["cancel"])
 
     @_translated
     async def keep_alive(self, generation_id: str) -> None:
