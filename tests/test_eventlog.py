@@ -13,7 +13,9 @@ from chat.eventlog import (
     get_event_log,
     redis_shared,
     redis_streams,
+    redis_tails,
 )
+from chat.eventlog.base import BATCH
 from chat.eventlog.memory import MemoryEventLog
 from chat.events import Part
 from tests.conftest import redis_url
@@ -98,6 +100,20 @@ async def test_cancel_wakes_the_waiting_generation_and_no_other(event_log):
     assert not waiting[0].done() and not waiting[2].done()
     for task in waiting:
         task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_waiting_for_a_cancel_on_an_unreachable_redis_fails(settings):
+    settings.CHAT_EVENT_LOG = "redis"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    async with asyncio.timeout(10):
+        results = await asyncio.gather(
+            *(get_event_log().wait_cancelled(f"gone-{n}") for n in range(3)),
+            return_exceptions=True,
+        )
+
+    assert [type(result) for result in results] == [EventLogUnavailable] * 3
 
 
 async def test_a_sealed_log_takes_only_the_terminal_event(event_log):
@@ -224,29 +240,91 @@ async def test_an_append_sent_again_after_its_reply_was_lost_is_stored_once(sett
 def redis_log(settings):
     settings.CHAT_EVENT_LOG = "redis"
     settings.REDIS_URL = redis_url()
+    # Only a push can deliver within the tests' bounds: the wait runs out far later.
+    settings.CHAT_LIVENESS_INTERVAL = 30
     return get_event_log()
 
 
-def redis_clients() -> list[dict]:
-    return redis.Redis.from_url(redis_url()).client_list()
+def redis_server():
+    return redis.Redis.from_url(redis_url(), decode_responses=True)
 
 
-async def test_waiting_readers_share_one_subscription_and_hold_no_blocking_read(redis_log):
+def subscribers(key: str) -> int:
+    [(_, count)] = redis_server().pubsub_numsub(redis_streams._keys(key)["tail"])
+    return count
+
+
+def lose_the_push_of(key: str, number: int, kind: str, data: str) -> None:
+    """Store an event as the append script would, without publishing it."""
+    redis_server().xadd(redis_streams._keys(key)["log"], {"k": kind, "d": data}, id=f"0-{number}")
+
+
+async def test_readers_are_pushed_each_append_over_one_subscription(redis_log):
     keys = [f"shared-{uuid.uuid4()}" for _ in range(30)]
     for key in keys:
         await redis_log.open(key)
     readers = [asyncio.create_task(collect(redis_log, key)) for key in keys]
     await asyncio.sleep(0.3)
 
-    subscribed = [int(client["sub"]) for client in redis_clients() if int(client["sub"])]
-    blocked = [client for client in redis_clients() if "b" in client["flags"]]
+    clients = redis_server().client_list()
     for key in keys:
         await redis_log.append(key, [part("delta", content=key), part("done")])
 
-    assert (subscribed, blocked) == ([30], [])
-    assert [await reader for reader in readers] == [
-        [(1, "delta", {"content": key}), (2, "done", {})] for key in keys
-    ]
+    # The event loop's one subscription: the readers' 30 channels and its wake channel.
+    assert [int(c["sub"]) for c in clients if c["name"] == redis_tails.tails().name] == [31]
+    assert [c for c in clients if "b" in c["flags"]] == []  # none blocked in a read
+    async with asyncio.timeout(1):
+        assert [await reader for reader in readers] == [
+            [(1, "delta", {"content": key}), (2, "done", {})] for key in keys
+        ]
+
+
+async def test_a_channel_is_unsubscribed_once_its_readers_leave(redis_log):
+    key = f"left-{uuid.uuid4()}"
+    await redis_log.open(key)
+    reader = asyncio.create_task(collect(redis_log, key))
+    await asyncio.sleep(0.2)
+    assert subscribers(key) == 1
+
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    await redis_log.append(key, [part("delta", content="unread")])  # wakes the listener
+    await asyncio.sleep(0.2)
+
+    assert subscribers(key) == 0
+
+
+async def test_a_reader_that_joins_as_another_leaves_is_still_pushed(redis_log):
+    key = f"rejoin-{uuid.uuid4()}"
+    await redis_log.open(key)
+    first = redis_log.read(key, 0, 30)
+    await redis_log.append(key, [part("delta", content="a")])
+    assert [e.id for e in await anext(first)] == [1]
+
+    await first.aclose()
+    second = redis_log.read(key, 1, 30)
+    await redis_log.append(key, [part("delta", content="b")])
+
+    async with asyncio.timeout(1):
+        assert [e.id for e in await anext(second)] == [2]
+    await redis_log.append(key, [part("done")])
+    async with asyncio.timeout(1):
+        assert [e.id for e in await anext(second)] == [3]
+
+
+async def test_a_reader_far_behind_catches_up_in_batches_without_waiting(redis_log):
+    key = f"backlog-{uuid.uuid4()}"
+    await redis_log.open(key)
+    live = asyncio.create_task(collect(redis_log, key))  # the channel is subscribed
+    for _ in range(15):
+        await redis_log.append(key, [part("delta", content=str(n)) for n in range(100)])
+    await redis_log.append(key, [part("done")])
+
+    async with asyncio.timeout(1):
+        batches = [len(batch) async for batch in redis_log.read(key, 0, 30)]
+
+    assert batches == [BATCH, 1501 - BATCH]
+    assert len(await live) == 1501
 
 
 async def test_an_event_whose_push_was_lost_is_read_from_the_stream_in_order(redis_log):
@@ -256,14 +334,10 @@ async def test_an_event_whose_push_was_lost_is_read_from_the_stream_in_order(red
     await redis_log.append(key, [part("delta", content="a")])
     assert [e.id for e in await anext(reader)] == [1]
 
-    # Event 2 reaches the stream without its push, as when the subscription broke.
-    names = redis_streams._keys(key)
-    redis.Redis.from_url(redis_url()).xadd(
-        names["log"], {"k": "delta", "d": '{"content":"b"}'}, id="0-2"
-    )
+    lose_the_push_of(key, 2, "delta", '{"content":"b"}')
     await redis_log.append(key, [part("done")])
 
-    async with asyncio.timeout(2):  # far less than an idle interval
+    async with asyncio.timeout(1):
         batch = await anext(reader)
     assert [(e.id, e.data) for e in batch] == [(2, {"content": "b"}), (3, {})]
 
@@ -276,50 +350,57 @@ async def test_a_lost_last_push_is_found_when_the_wait_runs_out(redis_log, setti
     await redis_log.append(key, [part("delta", content="a")])
     assert [e.id for e in await anext(reader)] == [1]
 
-    names = redis_streams._keys(key)
-    redis.Redis.from_url(redis_url()).xadd(names["log"], {"k": "done", "d": "{}"}, id="0-2")
+    lose_the_push_of(key, 2, "done", "{}")
 
     async with asyncio.timeout(2):
         assert [(e.id, e.kind) for e in await anext(reader)] == [(2, "done")]
 
 
-async def test_readers_get_every_event_across_a_broken_subscription(redis_log, settings):
-    settings.CHAT_LIVENESS_INTERVAL = 30  # the wait running out must not be what saves it
+async def test_a_subscription_made_again_sends_its_readers_to_the_stream(redis_log):
+    # What a reconnect does: the channel's subscription is confirmed again, and whatever
+    # was published while it was gone is read from the stream, with no push to say so.
+    key = f"resubscribed-{uuid.uuid4()}"
+    await redis_log.open(key)
+    reader = redis_log.read(key, 0, 30)
+    await redis_log.append(key, [part("delta", content="a")])
+    assert [e.id for e in await anext(reader)] == [1]
+    lose_the_push_of(key, 2, "done", "{}")
+
+    await redis_tails.tails()._pubsub.subscribe(redis_streams._keys(key)["tail"])
+
+    async with asyncio.timeout(1):
+        assert [(e.id, e.kind) for e in await anext(reader)] == [(2, "done")]
+
+
+async def test_readers_get_every_event_when_the_subscription_breaks(redis_log):
     key = f"reconnect-{uuid.uuid4()}"
     await redis_log.open(key)
     reader = asyncio.create_task(collect(redis_log, key))
     await redis_log.append(key, [part("delta", content="a")])
     await asyncio.sleep(0.2)
 
-    redis.Redis.from_url(redis_url()).client_kill_filter(_type="pubsub")
+    [tails] = [c for c in redis_server().client_list() if c["name"] == redis_tails.tails().name]
+    redis_server().client_kill_filter(_id=tails["id"])
+    joining = [asyncio.create_task(collect(redis_log, key)) for _ in range(5)]
     for text in "bcd":
         await redis_log.append(key, [part("delta", content=text)])
     await redis_log.append(key, [part("done")])
 
     async with asyncio.timeout(5):
-        events = await reader
-    assert [(e[0], e[2].get("content")) for e in events] == [
-        (1, "a"),
-        (2, "b"),
-        (3, "c"),
-        (4, "d"),
-        (5, None),
+        results = await asyncio.gather(reader, *joining)
+    assert [[(e[0], e[2].get("content")) for e in events] for events in results] == [
+        [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, None)]
+    ] * 6
+
+
+def test_a_push_carries_each_events_text_exactly():
+    texts = ["line\nbreak", "tab\tand \u2028 and \u0085", '"quoted" \\ back', "é 🙂"]
+    payload = "7\n" + "\n".join(
+        f"delta\n{redis_streams._json({'content': text})}" for text in texts
+    )
+
+    events = redis_tails.pushed_events(payload)
+
+    assert [(e.id, e.kind, e.data["content"]) for e in events] == [
+        (7 + n, "delta", text) for n, text in enumerate(texts)
     ]
-
-
-async def test_a_subscription_made_again_sends_its_readers_to_the_stream(redis_log, settings):
-    # What a reconnect does: the channel's subscription is confirmed again, and whatever
-    # was published while it was gone is read from the stream, with no push to say so.
-    settings.CHAT_LIVENESS_INTERVAL = 30
-    key = f"resubscribed-{uuid.uuid4()}"
-    await redis_log.open(key)
-    reader = redis_log.read(key, 0, 30)
-    await redis_log.append(key, [part("delta", content="a")])
-    assert [e.id for e in await anext(reader)] == [1]
-    names = redis_streams._keys(key)
-    redis.Redis.from_url(redis_url()).xadd(names["log"], {"k": "done", "d": "{}"}, id="0-2")
-
-    await redis_shared.tails()._pubsub.subscribe(names["tail"])
-
-    async with asyncio.timeout(2):
-        assert [(e.id, e.kind) for e in await anext(reader)] == [(2, "done")]

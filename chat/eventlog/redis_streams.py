@@ -26,7 +26,8 @@ import redis.asyncio as redis
 from django.conf import settings
 
 from chat.eventlog.base import BATCH, EventLogUnavailable, LogClosed, UnknownGeneration
-from chat.eventlog.redis_shared import Follower, appends, cancels, get_client, tails
+from chat.eventlog.redis_shared import appends, cancels, get_client
+from chat.eventlog.redis_tails import Follower, tails
 from chat.events import Event, Part
 
 # Stream entries as redis-py returns them with decode_responses: (id, fields) pairs.
@@ -141,15 +142,14 @@ class RedisEventLog:
     async def _read(
         self, generation_id: str, after: int, idle: float
     ) -> AsyncIterator[list[Event]]:
-        keys = _keys(generation_id)
-        if not await self._redis.exists(keys["meta"]):
-            raise UnknownGeneration(generation_id)
-        follower = await tails().follow(keys["tail"])
+        channel = _keys(generation_id)["tail"]
+        followed = tails()
+        follower = await followed.follow(channel)
         try:
             async for batch in self._follow(generation_id, follower, after, idle):
                 yield batch
         finally:
-            tails().unfollow(keys["tail"], follower)
+            followed.unfollow(channel, follower)
 
     async def _follow(
         self, generation_id: str, follower: Follower, after: int, idle: float
@@ -163,6 +163,8 @@ class RedisEventLog:
             # The stream is read when the pushes may not hold all that came, and when the
             # wait ran out: a push lost without word costs at most one interval.
             batch = await self._after(generation_id, position) if pushed is None else pushed
+            if len(batch) == BATCH:  # there may be more, which no push will announce
+                follower.must_resync()
             if not batch:
                 if pushed is None:
                     await self._check_producer(generation_id)
@@ -236,9 +238,8 @@ class RedisEventLog:
 
     @_translated
     async def wait_cancelled(self, generation_id: str) -> None:
-        # Polling a key survives Redis restarts and needs no held connection, where a
-        # pub/sub subscription would need both; one MGET per interval for all the
-        # process's answers is cheap.
+        # Polled, not pushed: a cancel published while a subscription was down would be
+        # lost, where the key stays; one MGET a poll for all the process's answers.
         await cancels().wait(_keys(generation_id)["cancel"])
 
     @_translated

@@ -1,0 +1,206 @@
+"""
+What Redis pushes to the readers of one event loop: the append script publishes each
+append's events on its answer's channel (`chat:tail:<id>`), and one connection per loop
+subscribes to the channels of every answer the loop's readers follow. A reader waits for
+a push instead of sending a blocking XREAD of its own each time it wakes.
+
+A push is a shortcut, never the record: one published while the subscription was being
+made, or while its connection was broken, is lost without a word. So a reader reads the
+stream itself after its last id whenever a push could be missing (see Follower).
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+import weakref
+from typing import Any
+
+import redis.asyncio as redis
+from django.conf import settings
+
+from chat.eventlog.base import BATCH
+from chat.eventlog.redis_shared import PerLoop, get_client, of_this_loop
+from chat.events import Event
+
+logger = logging.getLogger(__name__)
+
+# Seconds between attempts to subscribe again after the connection failed.
+RECONNECT_DELAY = 0.5
+
+
+class Follower:
+    """One reader's share of its answer's channel: the events pushed since it last took
+    them, or word that it must read the stream itself: when it starts, when its channel's
+    subscription is confirmed (again), when the pushed ids skip one, when it lags."""
+
+    def __init__(self) -> None:
+        self._pushed: list[Event] = []
+        self._resync = True
+        self._woken = asyncio.Event()
+        self._woken.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait for a push or a resync; False if `seconds` passed first."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._woken.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self, position: int) -> list[Event] | None:
+        """The pushed events after `position`; None when the stream must be read instead."""
+        pushed, self._pushed = self._pushed, []
+        self._woken.clear()
+        if self._resync:
+            self._resync = False
+            return None
+        events = [event for event in pushed if event.id is not None and event.id > position]
+        if events and events[0].id != position + 1:
+            return None  # a push was lost
+        return events
+
+    def push(self, events: list[Event]) -> None:
+        if len(self._pushed) + len(events) > BATCH:  # it lags: it reads the stream instead
+            self._pushed = []
+            self.must_resync()
+        else:
+            self._pushed += events
+            self._woken.set()
+
+    def must_resync(self) -> None:
+        self._resync = True
+        self._woken.set()
+
+
+class Tails:
+    """The one subscription of an event loop. Only its listening task uses the pubsub
+    connection (redis-py's PubSub reconnects from whichever call fails, and two calls at
+    once would both reconnect it): a follower of a channel not yet subscribed wakes the
+    listener through a channel of its own."""
+
+    def __init__(self) -> None:
+        # The connection's name in Redis's CLIENT LIST, and its wake channel's.
+        self.name = f"chat-tails-{uuid.uuid4().hex}"
+        self._pubsub = redis.Redis.from_url(
+            settings.REDIS_URL,
+            decode_responses=True,
+            client_name=self.name,
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+        ).pubsub()
+        self._followers: dict[str, set[Follower]] = {}
+        self._subscribed: set[str] = set()  # as sent; Redis confirms each in order
+        self._listening: asyncio.Task[None] | None = None
+        self._reading = False
+        self._woken = False
+
+    async def follow(self, channel: str) -> Follower:
+        follower = Follower()
+        self._followers.setdefault(channel, set()).add(follower)
+        if self._listening is None:
+            self._listening = asyncio.create_task(self._listen())
+        elif self._reading and not self._woken and channel not in self._subscribed:
+            self._woken = True
+            await get_client().publish(self.name, "")
+        return follower
+
+    def unfollow(self, channel: str, follower: Follower) -> None:
+        # The listener unsubscribes when it next wakes; pushes meanwhile are dropped.
+        followers = self._followers.get(channel, set())
+        followers.discard(follower)
+        if not followers:
+            self._followers.pop(channel, None)
+
+    async def _listen(self) -> None:
+        # Ends once nothing is followed and every answer's channel is unsubscribed; the
+        # connection stays, subscribed to the wake channel alone, for the next follower.
+        heard = time.monotonic()
+        try:
+            while True:
+                try:
+                    while self._wanted() != self._subscribed:
+                        await self._subscribe_as_wanted()
+                    if not self._followers:
+                        return
+                    self._reading = True
+                    message = await self._pubsub.get_message(
+                        timeout=settings.CHAT_LIVENESS_INTERVAL
+                    )
+                    self._reading = self._woken = False
+                    if message is not None:
+                        heard = time.monotonic()
+                        self._take(message)
+                    elif time.monotonic() - heard > 3 * settings.CHAT_LIVENESS_INTERVAL:
+                        raise redis.ConnectionError("no answer to three pings")
+                    else:
+                        await self._pubsub.ping()
+                except Exception as exc:
+                    logger.warning("Redis pushes to readers stopped, reconnecting: %r", exc)
+                    await self._start_over()
+                    heard = time.monotonic()
+        finally:
+            self._listening = None
+            self._reading = False
+
+    def _wanted(self) -> set[str]:
+        return {*self._followers, self.name}
+
+    async def _subscribe_as_wanted(self) -> None:
+        wanted = self._wanted()
+        joining, leaving = wanted - self._subscribed, self._subscribed - wanted
+        self._subscribed = wanted
+        if joining:
+            await self._pubsub.subscribe(*joining)
+        if leaving:
+            await self._pubsub.unsubscribe(*leaving)
+
+    async def _start_over(self) -> None:
+        """Drop the connection; every follower reads the stream (where its own read
+        reports a Redis that is down) and is told again once its channel is back."""
+        self._reading = self._woken = False
+        self._subscribed.clear()
+        for followers in self._followers.values():
+            for follower in followers:
+                follower.must_resync()
+        with contextlib.suppress(redis.RedisError, OSError):  # it is being dropped
+            await self._pubsub.aclose()
+        await asyncio.sleep(RECONNECT_DELAY)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        followers = self._followers.get(message["channel"], ())
+        if message["type"] == "subscribe":
+            for follower in followers:
+                follower.must_resync()
+        elif message["type"] == "message" and followers:
+            try:
+                events = pushed_events(message["data"])
+            except ValueError:
+                logger.warning("unreadable push on %s: %.200r", message["channel"], message)
+                events = []
+            for follower in followers:
+                if events:
+                    follower.push(events)
+                else:
+                    follower.must_resync()
+
+
+_tails: PerLoop[Tails] = weakref.WeakKeyDictionary()
+
+
+def tails() -> Tails:
+    return of_this_loop(_tails, Tails)
+
+
+def pushed_events(payload: str) -> list[Event]:
+    """Parse what the append script publishes: the first event's id, then each event's
+    kind and data, one per line (compact JSON holds no raw newline)."""
+    first, *fields = payload.split("\n")
+    numbers = range(int(first), int(first) + len(fields) // 2)
+    return [
+        Event(number, kind, json.loads(data))
+        for number, kind, data in zip(numbers, fields[::2], fields[1::2], strict=True)
+    ]
