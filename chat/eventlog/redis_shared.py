@@ -42,6 +42,7 @@ def _new_client() -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_URL,
         decode_responses=True,
+        client_name="chat",
         socket_timeout=5,
         socket_connect_timeout=5,
         socket_keepalive=True,

@@ -11,7 +11,7 @@ Per generation (all keys expire; none outlives CHAT_EVENT_LOG_RETAIN after the e
 - `chat:cancel:<id>`: set by a cancel, from any process;
 - `chat:read:<id>`: refreshed by readers, so an answer nobody reads can be abandoned;
 - `chat:tail:<id>`: a channel, not a key: each append is published there with its events,
-  for the readers that follow the answer (redis_shared.Tails).
+  for the readers that follow the answer (redis_tails.Tails).
 """
 
 import functools

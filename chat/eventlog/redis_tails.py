@@ -89,14 +89,16 @@ class Tails:
             settings.REDIS_URL,
             decode_responses=True,
             client_name=self.name,
+            socket_timeout=5,  # for commands; get_message() passes its own
             socket_connect_timeout=5,
             socket_keepalive=True,
         ).pubsub()
         self._followers: dict[str, set[Follower]] = {}
         self._subscribed: set[str] = set()  # as sent; Redis confirms each in order
         self._listening: asyncio.Task[None] | None = None
-        self._reading = False
+        self._reading = False  # blocked in get_message(): a new channel must wake it
         self._woken = False
+        self._heard = 0.0  # when the connection last said anything
 
     async def follow(self, channel: str) -> Follower:
         follower = Follower()
@@ -105,7 +107,12 @@ class Tails:
             self._listening = asyncio.create_task(self._listen())
         elif self._reading and not self._woken and channel not in self._subscribed:
             self._woken = True
-            await get_client().publish(self.name, "")
+            try:
+                await get_client().publish(self.name, "")
+            except BaseException:
+                self._woken = False
+                self.unfollow(channel, follower)
+                raise
         return follower
 
     def unfollow(self, channel: str, follower: Follower) -> None:
@@ -118,33 +125,34 @@ class Tails:
     async def _listen(self) -> None:
         # Ends once nothing is followed and every answer's channel is unsubscribed; the
         # connection stays, subscribed to the wake channel alone, for the next follower.
-        heard = time.monotonic()
+        self._heard = time.monotonic()
         try:
-            while True:
-                try:
-                    while self._wanted() != self._subscribed:
-                        await self._subscribe_as_wanted()
-                    if not self._followers:
-                        return
-                    self._reading = True
-                    message = await self._pubsub.get_message(
-                        timeout=settings.CHAT_LIVENESS_INTERVAL
-                    )
-                    self._reading = self._woken = False
-                    if message is not None:
-                        heard = time.monotonic()
-                        self._take(message)
-                    elif time.monotonic() - heard > 3 * settings.CHAT_LIVENESS_INTERVAL:
-                        raise redis.ConnectionError("no answer to three pings")
-                    else:
-                        await self._pubsub.ping()
-                except Exception as exc:
-                    logger.warning("Redis pushes to readers stopped, reconnecting: %r", exc)
-                    await self._start_over()
-                    heard = time.monotonic()
+            while await self._step():
+                pass
         finally:
             self._listening = None
             self._reading = False
+
+    async def _step(self) -> bool:
+        """Subscribe as followed, then take one message (or ping); False once idle."""
+        try:
+            while self._wanted() != self._subscribed:
+                await self._subscribe_as_wanted()
+            if not self._followers:
+                return False
+            self._reading = True
+            message = await self._pubsub.get_message(timeout=settings.CHAT_LIVENESS_INTERVAL)
+            self._reading = self._woken = False
+            if message is not None:
+                self._heard = time.monotonic()
+                self._take(message)
+            elif time.monotonic() - self._heard > 3 * settings.CHAT_LIVENESS_INTERVAL:
+                await self._start_over("no answer to its pings")
+            else:
+                await self._pubsub.ping()
+        except Exception as exc:
+            await self._start_over(f"{type(exc).__name__}: {exc}")
+        return True
 
     def _wanted(self) -> set[str]:
         return {*self._followers, self.name}
@@ -158,17 +166,19 @@ class Tails:
         if leaving:
             await self._pubsub.unsubscribe(*leaving)
 
-    async def _start_over(self) -> None:
+    async def _start_over(self, reason: str) -> None:
         """Drop the connection; every follower reads the stream (where its own read
         reports a Redis that is down) and is told again once its channel is back."""
+        logger.warning("Redis pushes to readers stopped (%s); subscribing again", reason)
         self._reading = self._woken = False
         self._subscribed.clear()
         for followers in self._followers.values():
             for follower in followers:
                 follower.must_resync()
-        with contextlib.suppress(redis.RedisError, OSError):  # it is being dropped
+        with contextlib.suppress(Exception):  # it is being dropped
             await self._pubsub.aclose()
         await asyncio.sleep(RECONNECT_DELAY)
+        self._heard = time.monotonic()
 
     def _take(self, message: dict[str, Any]) -> None:
         followers = self._followers.get(message["channel"], ())
