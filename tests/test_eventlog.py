@@ -358,9 +358,9 @@ async def test_an_event_whose_push_was_lost_is_read_from_the_stream_in_order(red
 
 
 async def test_a_lost_last_push_is_found_when_the_wait_runs_out(redis_log, settings):
-    settings.CHAT_LIVENESS_INTERVAL = 0.3
     key = f"lost-end-{uuid.uuid4()}"
     reader = await pushed_reader(redis_log, key)
+    settings.CHAT_LIVENESS_INTERVAL = 0.3  # the reader's next wait
 
     lose_the_push_of(key, 2, "done", "{}")
 
@@ -371,6 +371,7 @@ async def test_a_lost_last_push_is_found_when_the_wait_runs_out(redis_log, setti
 async def test_what_came_while_the_subscription_was_down_is_read_once_it_is_back(redis_log):
     key = f"down-{uuid.uuid4()}"
     reader = await pushed_reader(redis_log, key)
+    waiting = asyncio.create_task(anext(reader))
 
     kill_the_subscription()
     await until(lambda: subscribers(key) == 0)
@@ -378,7 +379,7 @@ async def test_what_came_while_the_subscription_was_down_is_read_once_it_is_back
     await redis_log.append(key, [part("delta", content="b"), part("done")])  # no one hears
 
     async with asyncio.timeout(3):
-        events = [e for batch in [b async for b in reader] for e in batch]
+        events = await waiting
     assert [(e.id, e.kind) for e in events] == [(2, "delta"), (3, "done")]
 
 
@@ -408,7 +409,18 @@ def kill_the_subscription() -> None:
     redis_server().client_kill_filter(_id=tails["id"])
 
 
-async def test_a_push_carries_each_events_text_exactly(redis_log):
+def test_a_push_is_parsed_into_each_events_exact_text():
+    texts = ["line\nbreak", "tab\tand \u2028 and \u0085", '"quoted" \\ back', "é 🙂"]
+    payload = "7\n" + "\n".join(f"delta\n{redis_streams._json({'content': t})}" for t in texts)
+
+    events = redis_tails.pushed_events(payload)
+
+    assert [(e.id, e.kind, e.data["content"]) for e in events] == [
+        (7 + n, "delta", text) for n, text in enumerate(texts)
+    ]
+
+
+async def test_a_push_carries_each_events_text_exactly(redis_log, caplog):
     key = f"texts-{uuid.uuid4()}"
     reader = await pushed_reader(redis_log, key)
     texts = ["line\nbreak", "tab\tand \u2028 and \u0085", '"quoted" \\ back', "é 🙂"]
@@ -417,3 +429,4 @@ async def test_a_push_carries_each_events_text_exactly(redis_log):
 
     async with asyncio.timeout(1):
         assert [e.data["content"] for e in await anext(reader)] == texts
+    assert "unreadable push" not in caplog.text  # it came by the push, not the stream

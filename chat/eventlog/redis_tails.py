@@ -34,7 +34,8 @@ RECONNECT_DELAY = 0.5
 class Follower:
     """One reader's share of its answer's channel: the events pushed since it last took
     them, or word that it must read the stream itself: when it starts, when its channel's
-    subscription is confirmed (again), when the pushed ids skip one, when it lags."""
+    subscription is confirmed (again), when the connection is dropped, when the pushed ids
+    skip one, when a push cannot be read, when it lags."""
 
     def __init__(self) -> None:
         self._pushed: list[Event] = []
@@ -123,19 +124,22 @@ class Tails:
             self._followers.pop(channel, None)
 
     async def _listen(self) -> None:
-        # Ends once nothing is followed and every answer's channel is unsubscribed; the
-        # connection stays, subscribed to the wake channel alone, for the next follower.
+        # Ends once nothing is followed and no answer's channel is subscribed; the
+        # connection stays (subscribed to the wake channel alone, unless it was dropped)
+        # for the next follower.
         self._heard = time.monotonic()
         try:
             while await self._step():
                 pass
         finally:
             self._listening = None
-            self._reading = False
+            self._reading = self._woken = False
 
     async def _step(self) -> bool:
         """Subscribe as followed, then take one message (or ping); False once idle."""
         try:
+            if not self._followers and self._subscribed <= {self.name}:
+                return False
             while self._wanted() != self._subscribed:
                 await self._subscribe_as_wanted()
             if not self._followers:
@@ -150,7 +154,10 @@ class Tails:
                 await self._start_over("no answer to its pings")
             else:
                 await self._pubsub.ping()
-        except Exception as exc:
+        except redis.RedisError as exc:
+            await self._start_over(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug of ours: its traceback too
+            logger.exception("Redis pushes to readers failed")
             await self._start_over(f"{type(exc).__name__}: {exc}")
         return True
 
