@@ -35,18 +35,22 @@ _clients: PerLoop[redis.Redis] = weakref.WeakKeyDictionary()
 
 
 def get_client() -> redis.Redis:
-    return of_this_loop(_clients, _new_client)
+    return of_this_loop(
+        _clients,
+        lambda: new_client("chat", max_connections=settings.CHAT_REDIS_MAX_CONNECTIONS),
+    )
 
 
-def _new_client() -> redis.Redis:
+def new_client(name: str, **options: Any) -> redis.Redis:
+    """A client of REDIS_URL, named `name` in Redis's CLIENT LIST."""
     return redis.Redis.from_url(
         settings.REDIS_URL,
         decode_responses=True,
-        client_name="chat",
-        socket_timeout=5,
+        client_name=name,
+        socket_timeout=5,  # for commands; a pubsub's get_message() passes its own
         socket_connect_timeout=5,
         socket_keepalive=True,
-        max_connections=settings.CHAT_REDIS_MAX_CONNECTIONS,
+        **options,
     )
 
 

@@ -22,7 +22,7 @@ import redis.asyncio as redis
 from django.conf import settings
 
 from chat.eventlog.base import BATCH
-from chat.eventlog.redis_shared import PerLoop, get_client, of_this_loop
+from chat.eventlog.redis_shared import PerLoop, get_client, new_client, of_this_loop
 from chat.events import Event
 
 logger = logging.getLogger(__name__)
@@ -86,14 +86,7 @@ class Tails:
     def __init__(self) -> None:
         # The connection's name in Redis's CLIENT LIST, and its wake channel's.
         self.name = f"chat-tails-{uuid.uuid4().hex}"
-        self._pubsub = redis.Redis.from_url(
-            settings.REDIS_URL,
-            decode_responses=True,
-            client_name=self.name,
-            socket_timeout=5,  # for commands; get_message() passes its own
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-        ).pubsub()
+        self._pubsub = new_client(self.name).pubsub()
         self._followers: dict[str, set[Follower]] = {}
         self._subscribed: set[str] = set()  # as sent; Redis confirms each in order
         self._listening: asyncio.Task[None] | None = None
