@@ -1,53 +1,123 @@
 """
-The SDK's connections to the model, on asyncio's own transports.
+The SDK's connections to the model: HTTP/1.1 on asyncio's own transports, parsed in C.
 
-httpcore (below httpx and the SDK) reads the network through anyio, which opens a cancel
-scope for every read: for an answer streamed a token at a time, that scope cost more CPU
-than the rest of the read. This backend reads from a buffer that asyncio's transport
-fills as bytes arrive, and arms a timer only when it has to wait.
+A streamed answer is one network read per token. Through httpx's own transport each read
+went through httpcore, h11's state machine (Python) and anyio's cancel scopes: a fifth of
+the relay's CPU. Here a connection is an asyncio Protocol whose bytes go straight into
+httptools' parser (llhttp, uvicorn's); the body's pieces wait in a queue the response's
+stream takes them from, and one timer per connection bounds its waits. httpx (above this
+transport) and the SDK still do the rest: auth, retries, timeouts' values, status errors.
 
-It hands over every byte it received before it reports an end: a connection the model
-cuts mid-answer still yields the tokens that arrived before the cut (httpcore then
-reports the broken body, and the answer keeps what it was sent).
+Every byte received before an end is handed over before the end is reported: a model
+that cuts the connection mid-answer still yields the tokens that arrived before the cut,
+then RemoteProtocolError (ReadError for a reset), and the answer keeps what it was sent.
+
+Through a proxy named by the environment, httpx's own transport is used instead
+(chat/provider.py). Requests are the SDK's: never HEAD, never an upgrade.
 """
 
 import asyncio
 import socket
-import ssl
-from collections.abc import Iterable
-from typing import Any, cast
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import cast
 
 import aiohappyeyeballs
-import httpcore2
+import httptools
 import httpx2
 
 # Reading pauses while this much is received and not yet read; a slow reader holds at
 # most about that much of an answer in memory.
 HIGH_WATER = 256 * 1024
 
+type Origin = tuple[str, str, int]
 
-class _Connection(asyncio.Protocol):
-    """The received bytes of one connection, and how it ended."""
+
+class _Exchange:
+    """One response as httptools parses it: its status, headers and unread body.
+
+    The body is kept in the pieces it came in (an HTTP chunk, or what one read brought),
+    and handed over piece by piece, as h11 did: a model's SSE frame is one chunk, so an
+    answer's deltas become events the same way however fast they come.
+    """
 
     def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: deque[bytes] = deque()
+        self.unread = 0
+        self.headers_complete = False
+        self.keep_alive = False
+        self.complete = False
+
+    # httptools' callbacks.
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise httpx2.RemoteProtocolError("the model sent more than its response")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.headers_complete = self.status >= 200
+        # Asked now: once the message is complete, llhttp answers no.
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+        self.unread += len(body)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:  # an interim response (103 Early Hints ...): the next one counts
+            self.headers.clear()
+        else:
+            self.complete = True
+
+    def ends_at_close(self) -> bool:
+        """Tell whether the body is delimited by the connection's close (no length, not chunked)."""
+        names = {name.lower() for name, _ in self.headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to the model: what it received for the current response, and how
+    it ended."""
+
+    def __init__(self, origin: Origin) -> None:
+        self.origin = origin
         self.transport: asyncio.Transport | None = None
-        self.received = bytearray()
+        self.exchange: _Exchange | None = None
         self.ended = False
         self.error: BaseException | None = None
-        self.reading_paused = False
+        self.idle_since = 0.0
+        self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as such.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.received += data
-        if len(self.received) > HIGH_WATER and not self.reading_paused:
+        if self.exchange is None or self.exchange.complete:
+            self.ended = True  # the model spoke out of turn: the connection is not used again
+            return
+        try:
+            self.exchange.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.error = httpx2.RemoteProtocolError(f"the model's response is malformed: {exc}")
+            self.abort()
+            self._wake()
+            return
+        if self.exchange.unread > HIGH_WATER and not self._reading_paused:
             assert self.transport is not None
             self.transport.pause_reading()
-            self.reading_paused = True
+            self._reading_paused = True
         self._wake()
 
     def eof_received(self) -> bool:
@@ -57,7 +127,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ended = True
-        self.error = exc
+        self.error = self.error or exc
         self._wake()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
@@ -70,158 +140,265 @@ class _Connection(asyncio.Protocol):
             self._writable.set_result(None)
         self._writable = None
 
-    async def received_or_ended(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        assert self.transport is not None
+        if self.ended or self.transport.is_closing():
+            raise httpx2.WriteError("the connection to the model is closed")
+        self.transport.write(data)
+        if self._writable is not None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(self._writable)
+            except TimeoutError:
+                raise httpx2.WriteTimeout("timed out writing to the model") from None
+        if self.error is not None:
+            raise httpx2.WriteError(str(self.error))
+
+    async def received(self, timeout: float | None) -> None:
+        """Wait until more of the response is received, or the connection ends."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        if timeout is not None:
+            # One timer per connection, moved on only when it fires: a read at a model's
+            # pace (one per token) arms none of its own.
+            self._deadline = loop.time() + timeout
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._time_out)
         try:
             await self._waiter
         finally:
             self._waiter = None
 
-    async def writable(self) -> None:
-        if self._writable is not None:
-            await asyncio.shield(self._writable)
+    def _time_out(self) -> None:
+        self._timer = None
+        if self._waiter is None or self._waiter.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._time_out)
+        else:
+            self._waiter.set_exception(httpx2.ReadTimeout("timed out reading from the model"))
 
-    def take(self, max_bytes: int) -> bytes:
-        data = bytes(self.received[:max_bytes])
-        del self.received[:max_bytes]
-        if self.reading_paused and len(self.received) <= HIGH_WATER // 4:
+    def take(self) -> bytes:
+        assert self.exchange is not None
+        data = self.exchange.body.popleft()
+        self.exchange.unread -= len(data)
+        if self._reading_paused and self.exchange.unread <= HIGH_WATER // 4:
             assert self.transport is not None
             self.transport.resume_reading()
-            self.reading_paused = False
+            self._reading_paused = False
         return data
+
+    def cut(self) -> httpx2.TransportError:
+        """The error for a connection that ended before its response did."""
+        if isinstance(self.error, httpx2.TransportError):
+            return self.error
+        if self.error is not None:
+            return httpx2.ReadError(str(self.error))
+        return httpx2.RemoteProtocolError("the model closed the connection mid-response")
+
+    def reusable(self) -> bool:
+        exchange = self.exchange
+        done = exchange is not None and exchange.complete and not exchange.body
+        return done and not self.ended and bool(exchange and exchange.keep_alive)
+
+    def abort(self) -> None:
+        # At once: TLS's polite close waits up to 30 s for a model that is still streaming
+        # (uvloop), which would keep a stopped answer's upstream request running.
+        self.ended = True
+        self.stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
 
-class Stream(httpcore2.AsyncNetworkStream):
-    def __init__(self, connection: _Connection) -> None:
-        self._connection = connection
+class _Body(httpx2.AsyncByteStream):
+    """A response's body as it arrives; its connection goes back to the pool at its end."""
 
-    @property
-    def _transport(self) -> asyncio.Transport:
-        assert self._connection.transport is not None
-        return self._connection.transport
+    def __init__(self, pool: "Transport", connection: _Connection, timeout: float | None):
+        self._pool = pool
+        self._connection: _Connection | None = connection
+        self._timeout = timeout
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         connection = self._connection
-        if not connection.received and not connection.ended:
-            try:
-                async with asyncio.timeout(timeout):
-                    await connection.received_or_ended()
-            except TimeoutError:
-                raise httpcore2.ReadTimeout("timed out reading from the model") from None
-        if connection.received:
-            return connection.take(max_bytes)
-        if connection.error is not None:
-            raise httpcore2.ReadError(str(connection.error)) from connection.error
-        return b""
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
-        if self._transport.is_closing():
-            raise httpcore2.WriteError("the connection to the model is closed")
-        self._transport.write(buffer)
-        try:
-            async with asyncio.timeout(timeout):
-                await self._connection.writable()
-        except TimeoutError:
-            raise httpcore2.WriteTimeout("timed out writing to the model") from None
-        if self._connection.error is not None:
-            raise httpcore2.WriteError(str(self._connection.error))
+        assert connection is not None and connection.exchange is not None
+        exchange = connection.exchange
+        while True:
+            if exchange.body:
+                yield connection.take()
+            elif exchange.complete:
+                break
+            elif connection.ended:
+                if connection.error is None and exchange.ends_at_close():
+                    break
+                raise connection.cut()
+            else:
+                await connection.received(self._timeout)
+        self._give_back()
 
     async def aclose(self) -> None:
-        # At once: httpcore closes only a connection it is done with, and TLS's polite
-        # close waits up to 30 s for a model that is still streaming (uvloop), which would
-        # keep a stopped answer's upstream request running.
-        self._transport.abort()
+        self._give_back()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
+    def _give_back(self) -> None:
+        # Once: given back, the connection may already carry another response.
+        if self._connection is not None:
+            self._pool.give_back(self._connection)
+            self._connection = None
+
+
+class Transport(httpx2.AsyncBaseTransport):
+    """httpx's transport to the model: a pool of keep-alive connections within `limits`."""
+
+    def __init__(self, limits: httpx2.Limits) -> None:
+        self._ssl_context = httpx2.create_ssl_context()  # SSL_CERT_FILE ... honoured
+        self._max = limits.max_connections
+        self._max_idle = limits.max_keepalive_connections
+        self._keepalive = limits.keepalive_expiry
+        self._slots = asyncio.Semaphore(self._max or 2**31)
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._in_use: set[_Connection] = set()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        timeouts = request.extensions.get("timeout", {})
+        url = request.url
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        head, body = await _serialised(request)
+        await self._slot(timeouts.get("pool"))
         try:
-            # Past the loop's own handshake limit (60 s), the loop aborts it: ConnectError.
-            async with asyncio.timeout(timeout):
-                transport = await loop.start_tls(
-                    self._transport,
-                    self._connection,
-                    ssl_context,
-                    server_hostname=server_hostname,
-                )
-        except TimeoutError as exc:
-            self._transport.abort()
-            raise httpcore2.ConnectTimeout("timed out in the TLS handshake") from exc
-        except (OSError, ssl.SSLError) as exc:
-            self._transport.abort()
-            raise httpcore2.ConnectError(str(exc)) from exc
-        self._connection.transport = cast(asyncio.Transport, transport)
-        return Stream(self._connection)
+            connection = self._reused(origin) or await self._connect(
+                origin, timeouts.get("connect")
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+        self._in_use.add(connection)
+        try:
+            await self._exchange(
+                connection, head + body, timeouts.get("write"), timeouts.get("read")
+            )
+        except BaseException:
+            connection.abort()
+            self.give_back(connection)
+            raise
+        exchange = connection.exchange
+        assert exchange is not None
+        return httpx2.Response(
+            status_code=exchange.status,
+            headers=exchange.headers,
+            stream=_Body(self, connection, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
 
-    def get_extra_info(self, info: str) -> Any:
-        match info:
-            case "ssl_object":
-                return self._transport.get_extra_info("ssl_object")
-            case "client_addr":
-                return self._transport.get_extra_info("sockname")
-            case "server_addr":
-                return self._transport.get_extra_info("peername")
-            case "socket":
-                return self._transport.get_extra_info("socket")
-            case "is_readable":
-                # An idle connection the server closed, or sent something on: the bytes
-                # are already off the socket, in the buffer.
-                return self._connection.ended or bool(self._connection.received)
+    def give_back(self, connection: _Connection) -> None:
+        """Take the connection back from its response, kept for reuse if it can be."""
+        self._in_use.discard(connection)
+        self._slots.release()
+        if not connection.reusable() or self._max_idle == 0:
+            connection.abort()
+            return
+        connection.exchange = None
+        connection.stop_timer()
+        connection.idle_since = time.monotonic()
+        self._idle.setdefault(connection.origin, []).append(connection)
+        if self._max_idle is not None and self._idle_count() > self._max_idle:
+            self._drop_oldest_idle()
+
+    async def aclose(self) -> None:
+        for connection in [*self._in_use, *(c for idle in self._idle.values() for c in idle)]:
+            connection.abort()
+        self._idle.clear()
+
+    async def _slot(self, timeout: float | None) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx2.PoolTimeout("timed out waiting for a connection to the model") from None
+
+    def _reused(self, origin: Origin) -> _Connection | None:
+        """Take the newest idle connection to `origin` that is still open; close those
+        idle past the keep-alive expiry, oldest first, and those the model closed."""
+        idle = self._idle.get(origin, [])
+        if self._keepalive is not None:
+            expired = time.monotonic() - self._keepalive
+            while idle and idle[0].idle_since < expired:
+                idle.pop(0).abort()
+        while idle:
+            connection = idle.pop()
+            if not connection.ended:
+                return connection
+            connection.abort()
         return None
 
+    def _idle_count(self) -> int:
+        return sum(len(idle) for idle in self._idle.values())
 
-class Backend(httpcore2.AsyncNetworkBackend):
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
+    def _drop_oldest_idle(self) -> None:
+        idle = min((idle for idle in self._idle.values() if idle), key=lambda c: c[0].idle_since)
+        idle.pop(0).abort()
+
+    async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
+        scheme, host, port = origin
+        idle = self._idle_count()
+        if idle and self._max is not None and idle + len(self._in_use) >= self._max:
+            self._drop_oldest_idle()  # at most `max` open, idle ones included
         loop = asyncio.get_running_loop()
+        tls = self._ssl_context if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout):
                 # Happy Eyeballs on any loop (uvloop's create_connection has none): a host
                 # whose IPv6 drops packets still connects over IPv4.
                 addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                local = None
-                if local_address:
-                    local = await loop.getaddrinfo(local_address, 0, type=socket.SOCK_STREAM)
                 sock = await aiohappyeyeballs.start_connection(
-                    addresses, local_addr_infos=local, happy_eyeballs_delay=0.25, interleave=1
+                    addresses, happy_eyeballs_delay=0.25, interleave=1
                 )
                 try:
-                    _, connection = await loop.create_connection(_Connection, sock=sock)
+                    # The TLS handshake too is bounded by the connect timeout.
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(origin),
+                        sock=sock,
+                        ssl=tls,
+                        server_hostname=host if tls else None,
+                    )
                 except BaseException:
                     sock.close()
                     raise
         except TimeoutError as exc:
-            raise httpcore2.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
+            raise httpx2.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
         except (OSError, RuntimeError) as exc:  # aiohappyeyeballs's, on uvloop: RuntimeError
-            raise httpcore2.ConnectError(str(exc)) from exc
-        stream = Stream(connection)
-        for option in socket_options or ():
-            stream.get_extra_info("socket").setsockopt(*option)
-        return stream
+            raise httpx2.ConnectError(str(exc) or type(exc).__name__) from exc
+        return connection
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    @staticmethod
+    async def _exchange(
+        connection: _Connection, data: bytes, write: float | None, read: float | None
+    ) -> None:
+        """Send the request and wait for its response's headers."""
+        connection.exchange = exchange = _Exchange()
+        await connection.send(data, write)
+        while not exchange.headers_complete:
+            if connection.ended:
+                raise connection.cut()
+            await connection.received(read)
 
 
-def transport(limits: httpx2.Limits) -> httpx2.AsyncHTTPTransport:
-    """httpx's transport, its connections made by this backend."""
-    made = httpx2.AsyncHTTPTransport(limits=limits)
-    # httpx takes no backend; its pool does, and gives it to each connection it opens.
-    made._pool._network_backend = Backend()
-    return made
+async def _serialised(request: httpx2.Request) -> tuple[bytes, bytes]:
+    """Return the request's head and body as they go on the wire."""
+    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
+    for name, value in request.headers.raw:
+        if any(forbidden in name + value for forbidden in (b"\r", b"\n", b"\0")):
+            raise httpx2.LocalProtocolError(f"header {name!r} has a line break")
+        lines.append(name + b": " + value)
+    parts = [part async for part in cast(AsyncIterator[bytes], request.stream)]
+    if request.headers.get("transfer-encoding", "").lower() == "chunked":
+        parts = [b"%x\r\n%s\r\n" % (len(part), part) for part in parts if part] + [b"0\r\n\r\n"]
+    return b"\r\n".join(lines) + b"\r\n\r\n", b"".join(parts)

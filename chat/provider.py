@@ -118,7 +118,7 @@ def _http_client() -> httpx2.AsyncClient:
     proxy named by the environment (HTTPS_PROXY ...), httpx's own, which honours it."""
     if _proxy_named():
         return openai.DefaultAsyncHttpx2Client(limits=_upstream_limits())
-    return openai.DefaultAsyncHttpx2Client(transport=network.transport(_upstream_limits()))
+    return openai.DefaultAsyncHttpx2Client(transport=network.Transport(_upstream_limits()))
 
 
 def _proxy_named() -> bool:

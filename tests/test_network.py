@@ -3,6 +3,7 @@ connections, timeouts, idle connections the model closed, and a slow reader's me
 asyncio's loop and on uvloop."""
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -10,8 +11,9 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-import httpcore2
 import httpx2
 import pytest
 import trustme
@@ -64,7 +66,14 @@ def trusting(ca, tmp_path, monkeypatch) -> None:
 
 
 async def serving(handle: Handler) -> tuple[asyncio.Server, int]:
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async def handled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await handle(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handled, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
 
 
@@ -103,20 +112,20 @@ async def test_a_proxy_named_by_the_environment_carries_the_request(
     assert fake_openai.requests[0]["path"] == "http://model.invalid/v1/chat/completions"
 
 
-async def test_the_sdk_connects_through_this_backend_unless_a_proxy_is_named(monkeypatch):
+async def test_the_sdk_connects_through_this_transport_unless_a_proxy_is_named(monkeypatch):
     for name in [name for name in os.environ if name.lower().endswith("_proxy")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("NO_PROXY", "internal.example")  # names no proxy
     monkeypatch.setenv("FTP_PROXY", "http://proxy.example:3128")  # not for httpx
 
-    def backend() -> object:
-        return provider._http_client()._transport._pool._network_backend
+    def transport() -> object:
+        return provider._http_client()._transport
 
-    assert isinstance(backend(), network.Backend)
+    assert isinstance(transport(), network.Transport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    assert not isinstance(backend(), network.Backend)
+    assert not isinstance(transport(), network.Transport)
     monkeypatch.setenv("NO_PROXY", "*")  # no proxy for any host
-    assert isinstance(backend(), network.Backend)
+    assert isinstance(transport(), network.Transport)
 
 
 async def test_stopping_an_answer_over_tls_closes_its_connection_at_once(ca, trusting):
@@ -141,7 +150,7 @@ async def test_stopping_an_answer_over_tls_closes_its_connection_at_once(ca, tru
     model = threading.Thread(target=stream_forever, daemon=True)
     model.start()
     port = listener.getsockname()[1]
-    async with httpx2.AsyncClient(transport=network.transport(httpx2.Limits())) as client:
+    async with httpx2.AsyncClient(transport=network.Transport(httpx2.Limits())) as client:
         async with client.stream("GET", f"https://127.0.0.1:{port}/") as response:
             async for _ in response.aiter_bytes():
                 break  # the user stops the answer
@@ -149,38 +158,227 @@ async def test_stopping_an_answer_over_tls_closes_its_connection_at_once(ca, tru
     listener.close()
 
 
+def cut(writer: asyncio.StreamWriter) -> None:
+    """Reset the connection (RST), not a clean close."""
+    linger = struct.pack("ii", 1, 0)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    writer.transport.abort()
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@dataclass
+class Client:
+    """An httpx client on this transport, and the URL of the test's server."""
+
+    http: httpx2.AsyncClient
+    transport: network.Transport
+    url: str
+
+    def connection(self) -> network._Connection:
+        (connection,) = self.transport._in_use
+        return connection
+
+
+@asynccontextmanager
+async def client_of(handle: Handler, limits: httpx2.Limits | None = None) -> AsyncIterator[Client]:
+    server, port = await serving(handle)
+    transport = network.Transport(limits or httpx2.Limits())
+    async with server, httpx2.AsyncClient(transport=transport) as client:
+        yield Client(client, transport, f"http://127.0.0.1:{port}/")
+
+
+@asynccontextmanager
+async def response_of(handle: Handler, **options) -> AsyncIterator[tuple[Client, httpx2.Response]]:
+    """A GET's response from the test's server, its body not read yet."""
+    async with (
+        client_of(handle) as client,
+        client.http.stream("GET", client.url, **options) as response,
+    ):
+        yield client, response
+
+
 async def test_the_bytes_before_a_cut_are_read_before_the_error():
     async def send_then_reset(reader, writer):
-        writer.write(b"the last words")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(CHUNKED + b"e\r\nthe last words\r\n")
         await writer.drain()
         await asyncio.sleep(0.05)
-        # A reset, not a clean close: the connection is cut.
-        linger = struct.pack("ii", 1, 0)
-        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-        writer.transport.abort()
+        cut(writer)
 
-    server, port = await serving(send_then_reset)
-    async with server:
-        stream = await network.Backend().connect_tcp("127.0.0.1", port)
-        await until(lambda: stream._connection.ended)  # the cut has come, after the words
+    async with response_of(send_then_reset) as (client, response):
+        await until(lambda: client.connection().ended)  # the cut came, after the words
+        received = []
+        with pytest.raises(httpx2.ReadError):
+            async for data in response.aiter_raw():
+                received.append(data)
 
-        assert await stream.read(4096, timeout=1) == b"the last words"
-        with pytest.raises(httpcore2.ReadError):
-            await stream.read(4096, timeout=1)
-        await stream.aclose()
+    assert received == [b"the last words"]
+
+
+async def test_a_body_closed_before_its_end_is_a_protocol_error_after_its_bytes():
+    async def close_mid_body(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome words")
+        await writer.drain()
+        writer.close()
+
+    async with response_of(close_mid_body) as (_, response):
+        received = []
+        with pytest.raises(httpx2.RemoteProtocolError):
+            async for data in response.aiter_raw():
+                received.append(data)
+
+    assert b"".join(received) == b"some words"
+
+
+async def test_a_body_that_ends_with_its_connection_is_read_whole():
+    async def close_delimited(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        await writer.drain()
+        writer.close()
+
+    async with client_of(close_delimited) as client:
+        response = await client.http.get(client.url)
+
+    assert response.content == b"all of it"
+
+
+async def test_a_malformed_response_is_a_protocol_error():
+    async def garbage(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+
+    async with client_of(garbage) as client:
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await client.http.get(client.url)
+
+
+async def test_a_response_followed_by_another_is_not_used_again():
+    connections = 0
+
+    async def two_answers_to_one_request(reader, writer):
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        writer.write(ok + ok.replace(b"ok", b"no"))
+        await reader.read()
+
+    async with client_of(two_answers_to_one_request) as client:
+        first = await client.http.get(client.url)
+        second = await client.http.get(client.url)
+
+    assert (first.text, second.text) == ("ok", "ok")
+    assert connections == 2
+
+
+async def test_an_interim_response_is_passed_over():
+    async def early_hints(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok")
+        await writer.drain()
+
+    async with client_of(early_hints) as client:
+        response = await client.http.get(client.url)
+
+    assert (response.status_code, response.text) == (200, "ok")
+    assert "link" not in response.headers and response.headers["x-final"] == "yes"
 
 
 async def test_a_read_that_waits_past_its_timeout_is_a_read_timeout():
-    async def silent(reader, writer):
+    async def headers_then_silence(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(CHUNKED)
         await reader.read()  # until the client gives up
         writer.close()
 
-    server, port = await serving(silent)
-    async with server:
-        stream = await network.Backend().connect_tcp("127.0.0.1", port)
-        with pytest.raises(httpcore2.ReadTimeout):
-            await stream.read(4096, timeout=0.05)
-        await stream.aclose()
+    async with response_of(headers_then_silence, timeout=0.05) as (_, response):
+        with pytest.raises(httpx2.ReadTimeout):
+            await response.aread()
+
+
+async def test_a_model_that_never_answers_is_a_read_timeout():
+    async def silent(reader, writer):
+        await reader.read()
+        writer.close()
+
+    async with client_of(silent) as client:
+        with pytest.raises(httpx2.ReadTimeout):
+            await client.http.get(client.url, timeout=0.05)
+
+
+async def test_a_model_that_keeps_sending_within_the_read_timeout_is_not_timed_out():
+    async def steady(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(CHUNKED)
+        for _ in range(8):  # 0.24 s in all, each piece 0.03 s after the last
+            await asyncio.sleep(0.03)
+            writer.write(b"1\r\nx\r\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with client_of(steady) as client:
+        response = await client.http.get(client.url, timeout=0.1)
+
+    assert response.text == "x" * 8
+
+
+async def test_a_kept_connection_times_out_by_its_new_requests_timeout():
+    async def answer_then_hang(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.read()  # never answers the second
+
+    async with client_of(answer_then_hang) as client:
+        await client.http.get(client.url, timeout=60)
+        with pytest.raises(httpx2.ReadTimeout):
+            await asyncio.wait_for(client.http.get(client.url, timeout=0.05), 5)
+
+
+async def test_requests_past_the_connection_limit_wait_for_one_or_time_out():
+    answered = []
+
+    async def keep_alive(reader, writer):
+        while request := await reader.readuntil(b"\r\n\r\n"):
+            answered.append(request)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with client_of(keep_alive, httpx2.Limits(max_connections=1)) as client:
+        async with client.http.stream("GET", client.url) as held:
+            with pytest.raises(httpx2.PoolTimeout):
+                await client.http.get(client.url, timeout=httpx2.Timeout(1, pool=0.05))
+            waiting = asyncio.create_task(client.http.get(client.url))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await held.aread()
+        assert (await waiting).text == "ok"
+
+    assert len(answered) == 2  # the timed-out request never went out
+
+
+async def test_a_connection_is_kept_for_the_next_request():
+    connections = 0
+
+    async def keep_alive(reader, writer):
+        nonlocal connections
+        connections += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            await reader.readexactly(4)  # the body
+            writer.write(CHUNKED + b"2\r\nok\r\n0\r\n\r\n")
+            await writer.drain()
+
+    async with client_of(keep_alive) as client:
+        texts = [(await client.http.post(client.url, content=b"body")).text for _ in range(3)]
+
+    assert texts == ["ok"] * 3
+    assert connections == 1
 
 
 async def test_a_model_that_stops_answering_mid_answer_times_out(fake_openai, settings):
@@ -207,7 +405,7 @@ async def test_an_idle_connection_the_model_closed_is_not_used_again():
         writer.close()  # after a keep-alive response: the client learns of it only later
 
     server, port = await serving(answer_once_then_close)
-    async with server, httpx2.AsyncClient(transport=network.transport(httpx2.Limits())) as client:
+    async with server, httpx2.AsyncClient(transport=network.Transport(httpx2.Limits())) as client:
         first = await client.get(f"http://127.0.0.1:{port}/")
         await asyncio.sleep(0.05)
         second = await client.get(f"http://127.0.0.1:{port}/")
@@ -220,20 +418,19 @@ async def test_a_slow_reader_holds_a_bounded_part_of_a_fast_answer():
     body = b"x" * (8 * network.HIGH_WATER)
 
     async def flood(reader, writer):
-        writer.write(body)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         await writer.drain()
         writer.close()
 
-    server, port = await serving(flood)
-    async with server:
-        stream = await network.Backend().connect_tcp("127.0.0.1", port)
+    async with response_of(flood) as (client, response):
+        exchange = client.connection().exchange
         received = b""
         held = []
-        while chunk := await stream.read(16 * 1024, timeout=1):
-            received += chunk
-            held.append(len(stream._connection.received))
+        async for data in response.aiter_raw():
+            received += data
+            held.append(exchange.unread)
             await asyncio.sleep(0.001)
-        await stream.aclose()
 
     assert received == body
     assert max(held) <= network.HIGH_WATER + 256 * 1024  # the bound, and one read's worth
