@@ -17,6 +17,7 @@ Through a proxy named by the environment, httpx's own transport is used instead
 """
 
 import asyncio
+import re
 import socket
 import time
 from collections import deque
@@ -28,8 +29,16 @@ import httptools
 import httpx2
 
 # Reading pauses while this much is received and not yet read; a slow reader holds at
-# most about that much of an answer in memory.
+# most about that much of an answer in memory. Each piece counts PIECE_COST more, its
+# object's own size: a model sending one-byte chunks is bounded too.
 HIGH_WATER = 256 * 1024
+PIECE_COST = 64
+# A response's status line and headers, 1xx ones included, as h11 bounded them: past
+# this, the model's response is refused (llhttp itself sets no limit).
+MAX_HEAD = 100 * 1024
+
+# RFC 9110's token: a method's and a header name's characters.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 type Origin = tuple[str, str, int]
 
@@ -45,9 +54,11 @@ class _Exchange:
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
+        self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: deque[bytes] = deque()
         self.unread = 0
+        self.head_size = 0  # interim responses' heads included
         self.headers_complete = False
         self.keep_alive = False
         self.complete = False
@@ -56,6 +67,9 @@ class _Exchange:
     def on_message_begin(self) -> None:
         if self.complete:
             raise httpx2.RemoteProtocolError("the model sent more than its response")
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason  # in pieces, if the line came in several reads
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -68,13 +82,17 @@ class _Exchange:
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
-        self.unread += len(body)
+        self.unread += len(body) + PIECE_COST
 
     def on_message_complete(self) -> None:
         if self.status < 200:  # an interim response (103 Early Hints ...): the next one counts
             self.headers.clear()
+            self.reason = b""
         else:
             self.complete = True
+
+    def http_version(self) -> bytes:
+        return b"HTTP/" + self.parser.get_http_version().encode("ascii")
 
     def ends_at_close(self) -> bool:
         """Tell whether the body is delimited by the connection's close (no length, not chunked)."""
@@ -107,14 +125,19 @@ class _Connection(asyncio.Protocol):
         if self.exchange is None or self.exchange.complete:
             self.ended = True  # the model spoke out of turn: the connection is not used again
             return
+        exchange = self.exchange
         try:
-            self.exchange.parser.feed_data(data)
+            if not exchange.headers_complete:
+                exchange.head_size += len(data)  # with at most one read of the body's start
+            exchange.parser.feed_data(data)
+            if not exchange.headers_complete and exchange.head_size > MAX_HEAD:
+                raise httptools.HttpParserError(f"its head is over {MAX_HEAD} bytes")
         except httptools.HttpParserError as exc:
             self.error = httpx2.RemoteProtocolError(f"the model's response is malformed: {exc}")
             self.abort()
             self._wake()
             return
-        if self.exchange.unread > HIGH_WATER and not self._reading_paused:
+        if exchange.unread > HIGH_WATER and not self._reading_paused:
             assert self.transport is not None
             self.transport.pause_reading()
             self._reading_paused = True
@@ -164,8 +187,13 @@ class _Connection(asyncio.Protocol):
             self._deadline = loop.time() + timeout
             if self._timer is None:
                 self._timer = loop.call_at(self._deadline, self._time_out)
+        waiter = self._waiter
         try:
-            await self._waiter
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # timed out in the same turn: retrieved, not logged
+            raise
         finally:
             self._waiter = None
 
@@ -182,7 +210,7 @@ class _Connection(asyncio.Protocol):
     def take(self) -> bytes:
         assert self.exchange is not None
         data = self.exchange.body.popleft()
-        self.exchange.unread -= len(data)
+        self.exchange.unread -= len(data) + PIECE_COST
         if self._reading_paused and self.exchange.unread <= HIGH_WATER // 4:
             assert self.transport is not None
             self.transport.resume_reading()
@@ -266,6 +294,7 @@ class Transport(httpx2.AsyncBaseTransport):
         self._slots = asyncio.Semaphore(self._max or 2**31)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._in_use: set[_Connection] = set()
+        self._opening = 0
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         timeouts = request.extensions.get("timeout", {})
@@ -295,7 +324,7 @@ class Transport(httpx2.AsyncBaseTransport):
             status_code=exchange.status,
             headers=exchange.headers,
             stream=_Body(self, connection, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1"},
+            extensions={"http_version": exchange.http_version(), "reason_phrase": exchange.reason},
         )
 
     def give_back(self, connection: _Connection) -> None:
@@ -326,12 +355,13 @@ class Transport(httpx2.AsyncBaseTransport):
 
     def _reused(self, origin: Origin) -> _Connection | None:
         """Take the newest idle connection to `origin` that is still open; close those
-        idle past the keep-alive expiry, oldest first, and those the model closed."""
-        idle = self._idle.get(origin, [])
+        idle past the keep-alive expiry (to any origin), and those the model closed."""
         if self._keepalive is not None:
             expired = time.monotonic() - self._keepalive
-            while idle and idle[0].idle_since < expired:
-                idle.pop(0).abort()
+            for kept in self._idle.values():
+                while kept and kept[0].idle_since < expired:
+                    kept.pop(0).abort()
+        idle = self._idle.get(origin, [])
         while idle:
             connection = idle.pop()
             if not connection.ended:
@@ -347,10 +377,17 @@ class Transport(httpx2.AsyncBaseTransport):
         idle.pop(0).abort()
 
     async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
-        scheme, host, port = origin
         idle = self._idle_count()
-        if idle and self._max is not None and idle + len(self._in_use) >= self._max:
+        if idle and self._max is not None and idle + len(self._in_use) + self._opening >= self._max:
             self._drop_oldest_idle()  # at most `max` open, idle ones included
+        self._opening += 1
+        try:
+            return await self._open(origin, timeout)
+        finally:
+            self._opening -= 1
+
+    async def _open(self, origin: Origin, timeout: float | None) -> _Connection:
+        scheme, host, port = origin
         loop = asyncio.get_running_loop()
         tls = self._ssl_context if scheme == "https" else None
         try:
@@ -393,10 +430,13 @@ class Transport(httpx2.AsyncBaseTransport):
 
 async def _serialised(request: httpx2.Request) -> tuple[bytes, bytes]:
     """Return the request's head and body as they go on the wire."""
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
+    method = request.method.encode("ascii")
+    if not _TOKEN.fullmatch(method):
+        raise httpx2.LocalProtocolError(f"the method {method!r} is not a token")
+    lines = [b"%s %s HTTP/1.1" % (method, request.url.raw_path)]
     for name, value in request.headers.raw:
-        if any(forbidden in name + value for forbidden in (b"\r", b"\n", b"\0")):
-            raise httpx2.LocalProtocolError(f"header {name!r} has a line break")
+        if not _TOKEN.fullmatch(name) or any(c in value for c in (b"\r", b"\n", b"\0")):
+            raise httpx2.LocalProtocolError(f"the header {name!r} is malformed")
         lines.append(name + b": " + value)
     parts = [part async for part in cast(AsyncIterator[bytes], request.stream)]
     if request.headers.get("transfer-encoding", "").lower() == "chunked":

@@ -224,7 +224,8 @@ async def test_a_body_closed_before_its_end_is_a_protocol_error_after_its_bytes(
         await writer.drain()
         writer.close()
 
-    async with response_of(close_mid_body) as (_, response):
+    async with response_of(close_mid_body) as (client, response):
+        await until(lambda: client.connection().ended)  # the close came, after the words
         received = []
         with pytest.raises(httpx2.RemoteProtocolError):
             async for data in response.aiter_raw():
@@ -240,10 +241,9 @@ async def test_a_body_that_ends_with_its_connection_is_read_whole():
         await writer.drain()
         writer.close()
 
-    async with client_of(close_delimited) as client:
-        response = await client.http.get(client.url)
-
-    assert response.content == b"all of it"
+    async with response_of(close_delimited) as (client, response):
+        await until(lambda: client.connection().ended)
+        assert await response.aread() == b"all of it"
 
 
 async def test_a_malformed_response_is_a_protocol_error():
@@ -274,6 +274,76 @@ async def test_a_response_followed_by_another_is_not_used_again():
 
     assert (first.text, second.text) == ("ok", "ok")
     assert connections == 2
+
+
+async def test_a_response_head_past_its_bound_is_refused():
+    async def endless_header(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Long: ")
+        for _ in range(64):  # 4 MB in all, never ended
+            writer.write(b"x" * 64 * 1024)
+            await writer.drain()
+        await reader.read()
+
+    async def endless_interim_responses(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        for _ in range(10_000):  # each complete, 300 KB in all
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    for handle in (endless_header, endless_interim_responses):
+        async with client_of(handle) as client:
+            with pytest.raises(httpx2.RemoteProtocolError, match="head is over"):
+                await client.http.get(client.url)
+
+
+async def test_a_response_without_a_body_leaves_its_connection_for_the_next():
+    connections = 0
+
+    async def no_content(reader, writer):
+        nonlocal connections
+        connections += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async with client_of(no_content) as client:
+        responses = [await client.http.get(client.url) for _ in range(2)]
+
+    assert [(r.status_code, r.content) for r in responses] == [(204, b"")] * 2
+    assert connections == 1
+
+
+async def test_a_connection_the_model_wrote_on_after_its_response_is_not_used_again():
+    connections = 0
+
+    async def ok_then_more(reader, writer):
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await asyncio.sleep(0.02)
+        writer.write(b"HTTP/1.1 200 OK\r\n")  # nobody asked
+        await reader.read()
+
+    async with client_of(ok_then_more) as client:
+        first = await client.http.get(client.url)
+        await until(lambda: all(c.ended for idle in client.transport._idle.values() for c in idle))
+        second = await client.http.get(client.url)
+
+    assert (first.text, second.text) == ("ok", "ok")
+    assert connections == 2
+
+
+async def test_the_response_tells_its_version_and_reason():
+    async def old_server(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 Fine Thanks\r\nContent-Length: 2\r\n\r\nok")
+
+    async with client_of(old_server) as client:
+        response = await client.http.get(client.url)
+
+    assert (response.http_version, response.reason_phrase) == ("HTTP/1.0", "Fine Thanks")
 
 
 async def test_an_interim_response_is_passed_over():
@@ -361,6 +431,101 @@ async def test_requests_past_the_connection_limit_wait_for_one_or_time_out():
         assert (await waiting).text == "ok"
 
     assert len(answered) == 2  # the timed-out request never went out
+
+
+async def test_a_stopped_request_gives_back_its_connection_slot():
+    connections = 0
+
+    async def silent_first(reader, writer):
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if connections == 1:
+            await reader.read()  # the first request waits until it is stopped
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async with client_of(silent_first, httpx2.Limits(max_connections=1)) as client:
+        stopped = asyncio.create_task(client.http.get(client.url))
+        await until(lambda: connections == 1)
+        stopped.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopped
+        answered = await client.http.get(client.url, timeout=httpx2.Timeout(5, pool=1))
+
+    assert answered.text == "ok"
+    assert not client.transport._in_use
+
+
+async def test_idle_connections_are_kept_within_their_number_and_time():
+    connections = 0
+
+    async def keep_alive(reader, writer):
+        nonlocal connections
+        connections += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    limits = httpx2.Limits(max_keepalive_connections=1, keepalive_expiry=0.2)
+    async with client_of(keep_alive, limits) as client:
+        await asyncio.gather(client.http.get(client.url), client.http.get(client.url))
+        assert (connections, client.transport._idle_count()) == (2, 1)
+        await client.http.get(client.url)
+        assert connections == 2  # the one kept
+        await asyncio.sleep(0.3)
+        await client.http.get(client.url)
+
+    assert connections == 3  # past its expiry, the kept one was closed
+
+
+async def test_the_connection_limit_counts_idle_connections_and_those_opening():
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    first_closed = asyncio.Event()
+
+    async def first(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(ok)
+        await reader.read()  # until the client closes its idle connection
+        first_closed.set()
+
+    async def second(reader, writer):
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(ok)
+
+    (server, port), (other, other_port) = await serving(first), await serving(second)
+    transport = network.Transport(httpx2.Limits(max_connections=2))
+    async with server, other, httpx2.AsyncClient(transport=transport) as http:
+        await http.get(f"http://127.0.0.1:{port}/")  # kept idle
+        other_url = f"http://127.0.0.1:{other_port}/"
+        await asyncio.gather(http.get(other_url), http.get(other_url))  # opened at once
+        await asyncio.wait_for(first_closed.wait(), 5)  # to stay within two
+
+
+async def test_a_body_of_unknown_length_is_sent_chunked():
+    received = []
+
+    async def echo_length(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        received.append(head + await reader.readuntil(b"0\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"hello "
+        yield b""
+        yield b"world"
+
+    async with client_of(echo_length) as client:
+        await client.http.post(client.url, content=parts())
+
+    head, body = received[0].split(b"\r\n\r\n", 1)
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    assert body == b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
+
+
+async def test_a_header_that_would_break_the_request_is_refused():
+    async with client_of(lambda reader, writer: reader.read()) as client:
+        for headers in ({"X-Bad": "a\r\nInjected: yes"}, {"Bad Name": "b"}):
+            with pytest.raises(httpx2.LocalProtocolError):
+                await client.http.get(client.url, headers=headers)
 
 
 async def test_a_connection_is_kept_for_the_next_request():
