@@ -34,11 +34,16 @@ type Posted = tuple[Message, Generation]
 
 @dataclass(frozen=True, slots=True)
 class Owned:
-    """A conversation by its id and its owner, not read yet: the write that starts an
-    answer finds it (or refuses with 404) in its own transaction, with no trip of its own."""
+    """A conversation by its id and its owner (the request's user), not read yet: the
+    write that starts an answer finds it (or refuses with 404) in its own transaction,
+    with no trip of its own."""
 
     pk: Any
-    owner_id: Any
+    owner: Any
+
+    @property
+    def owner_id(self) -> Any:
+        return self.owner.pk
 
 
 type Answered = Conversation | Owned
@@ -317,15 +322,28 @@ def _lock_idle(answered: Answered, *, answering: bool = True) -> Conversation:
     will start, so its model must still be offered."""
     # The row lock serialises two posts to one conversation (PostgreSQL); SQLite's
     # IMMEDIATE transactions serialise them already.
-    mine = Conversation.objects.select_for_update().select_related("owner")
+    owner = _owner_read(answered)
+    mine = Conversation.objects.select_for_update()
+    if owner is None:
+        mine = mine.select_related("owner")
     conversation = mine.filter(pk=answered.pk, owner_id=answered.owner_id).first()
     if conversation is None:
         raise refusals.no_such_conversation()
+    if owner is not None:
+        conversation.owner = owner
     if conversation.messages.filter(status=Message.Status.STREAMING).exists():
         raise refusals.busy()
     if answering and conversation.model not in settings.CHAT_MODELS:
         raise refusals.model_withdrawn(conversation.model)
     return conversation
+
+
+def _owner_read(answered: Answered) -> Any:
+    """Return the owner already read with the request (its user), or None: then the
+    conversation is read with its owner (the limits need the user)."""
+    if isinstance(answered, Owned):
+        return answered.owner
+    return answered.owner if Conversation.owner.is_cached(answered) else None
 
 
 def _start_answer(

@@ -4,10 +4,12 @@ import asyncio
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from chat import context, generation, limits, tools
+from chat import context, generation, limits, services, tools
 from chat.answering import Prepared
-from chat.models import Usage
+from chat.models import Conversation, Usage
 from tests.asgi_client import read_events
 from tests.conftest import redis_url
 from tests.fakeopenai import Reply
@@ -136,6 +138,19 @@ async def test_staff_are_exempt(api, upstream, settings, alice):
         await answer_in_new_conversation(api, prompt)
 
     assert upstream.completed == 3
+
+
+@pytest.mark.parametrize("given", ["by id", "read with its owner"])
+def test_a_post_takes_its_owner_as_the_caller_read_it(alice, settings, given):
+    conversation = Conversation.objects.create(owner=alice, model=settings.CHAT_MODEL)
+    answered = services.Owned(conversation.pk, alice) if given == "by id" else conversation
+
+    with CaptureQueriesContext(connection) as queries:
+        question, _ = services._message_post(answered, "Hi", services.Asker.now(None))
+    limits.release(alice.pk)
+
+    assert question.content == "Hi"
+    assert not [query for query in queries if "auth_user" in query["sql"]]
 
 
 async def test_a_spent_monthly_budget_refuses_new_answers(api, upstream, settings, alice):

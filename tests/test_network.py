@@ -166,6 +166,7 @@ def cut(writer: asyncio.StreamWriter) -> None:
 
 
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @dataclass
@@ -175,6 +176,12 @@ class Client:
     http: httpx2.AsyncClient
     transport: network.Transport
     url: str
+    accepted: list[asyncio.StreamWriter]
+
+    @property
+    def connections(self) -> int:
+        """How many connections the test's server has accepted."""
+        return len(self.accepted)
 
     def connection(self) -> network._Connection:
         (connection,) = self.transport._in_use
@@ -183,10 +190,16 @@ class Client:
 
 @asynccontextmanager
 async def client_of(handle: Handler, limits: httpx2.Limits | None = None) -> AsyncIterator[Client]:
-    server, port = await serving(handle)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await handle(reader, writer)
+
+    server, port = await serving(counted)
     transport = network.Transport(limits or httpx2.Limits())
     async with server, httpx2.AsyncClient(transport=transport) as client:
-        yield Client(client, transport, f"http://127.0.0.1:{port}/")
+        yield Client(client, transport, f"http://127.0.0.1:{port}/", accepted)
 
 
 @asynccontextmanager
@@ -197,6 +210,18 @@ async def response_of(handle: Handler, **options) -> AsyncIterator[tuple[Client,
         client.http.stream("GET", client.url, **options) as response,
     ):
         yield client, response
+
+
+async def assert_each_request_gets_a_new_connection(handle: Handler) -> None:
+    """Two requests in turn, the second once the first's connection is known to be over:
+    both answered, on two connections."""
+    async with client_of(handle) as client:
+        first = await client.http.get(client.url)
+        await until(lambda: all(c.ended for idle in client.transport._idle.values() for c in idle))
+        second = await client.http.get(client.url)
+
+    assert (first.text, second.text) == ("ok", "ok")
+    assert client.connections == 2
 
 
 async def test_the_bytes_before_a_cut_are_read_before_the_error():
@@ -258,22 +283,12 @@ async def test_a_malformed_response_is_a_protocol_error():
 
 
 async def test_a_response_followed_by_another_is_not_used_again():
-    connections = 0
-
     async def two_answers_to_one_request(reader, writer):
-        nonlocal connections
-        connections += 1
         await reader.readuntil(b"\r\n\r\n")
-        ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-        writer.write(ok + ok.replace(b"ok", b"no"))
+        writer.write(OK + OK.replace(b"ok", b"no"))
         await reader.read()
 
-    async with client_of(two_answers_to_one_request) as client:
-        first = await client.http.get(client.url)
-        second = await client.http.get(client.url)
-
-    assert (first.text, second.text) == ("ok", "ok")
-    assert connections == 2
+    await assert_each_request_gets_a_new_connection(two_answers_to_one_request)
 
 
 async def test_a_response_head_past_its_bound_is_refused():
@@ -299,11 +314,7 @@ async def test_a_response_head_past_its_bound_is_refused():
 
 
 async def test_a_response_without_a_body_leaves_its_connection_for_the_next():
-    connections = 0
-
     async def no_content(reader, writer):
-        nonlocal connections
-        connections += 1
         while await reader.readuntil(b"\r\n\r\n"):
             writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
 
@@ -311,28 +322,18 @@ async def test_a_response_without_a_body_leaves_its_connection_for_the_next():
         responses = [await client.http.get(client.url) for _ in range(2)]
 
     assert [(r.status_code, r.content) for r in responses] == [(204, b"")] * 2
-    assert connections == 1
+    assert client.connections == 1
 
 
 async def test_a_connection_the_model_wrote_on_after_its_response_is_not_used_again():
-    connections = 0
-
     async def ok_then_more(reader, writer):
-        nonlocal connections
-        connections += 1
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.write(OK)
         await asyncio.sleep(0.02)
         writer.write(b"HTTP/1.1 200 OK\r\n")  # nobody asked
         await reader.read()
 
-    async with client_of(ok_then_more) as client:
-        first = await client.http.get(client.url)
-        await until(lambda: all(c.ended for idle in client.transport._idle.values() for c in idle))
-        second = await client.http.get(client.url)
-
-    assert (first.text, second.text) == ("ok", "ok")
-    assert connections == 2
+    await assert_each_request_gets_a_new_connection(ok_then_more)
 
 
 async def test_the_response_tells_its_version_and_reason():
@@ -401,7 +402,7 @@ async def test_a_model_that_keeps_sending_within_the_read_timeout_is_not_timed_o
 async def test_a_kept_connection_times_out_by_its_new_requests_timeout():
     async def answer_then_hang(reader, writer):
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.write(OK)
         await reader.readuntil(b"\r\n\r\n")
         await reader.read()  # never answers the second
 
@@ -417,7 +418,7 @@ async def test_requests_past_the_connection_limit_wait_for_one_or_time_out():
     async def keep_alive(reader, writer):
         while request := await reader.readuntil(b"\r\n\r\n"):
             answered.append(request)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            writer.write(OK)
             await writer.drain()
 
     async with client_of(keep_alive, httpx2.Limits(max_connections=1)) as client:
@@ -442,7 +443,7 @@ async def test_a_stopped_request_gives_back_its_connection_slot():
         await reader.readuntil(b"\r\n\r\n")
         if connections == 1:
             await reader.read()  # the first request waits until it is stopped
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.write(OK)
 
     async with client_of(silent_first, httpx2.Limits(max_connections=1)) as client:
         stopped = asyncio.create_task(client.http.get(client.url))
@@ -457,39 +458,34 @@ async def test_a_stopped_request_gives_back_its_connection_slot():
 
 
 async def test_idle_connections_are_kept_within_their_number_and_time():
-    connections = 0
-
     async def keep_alive(reader, writer):
-        nonlocal connections
-        connections += 1
         while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            writer.write(OK)
 
     limits = httpx2.Limits(max_keepalive_connections=1, keepalive_expiry=0.2)
     async with client_of(keep_alive, limits) as client:
         await asyncio.gather(client.http.get(client.url), client.http.get(client.url))
-        assert (connections, client.transport._idle_count()) == (2, 1)
+        assert (client.connections, client.transport._idle_count()) == (2, 1)
         await client.http.get(client.url)
-        assert connections == 2  # the one kept
+        assert client.connections == 2  # the one kept
         await asyncio.sleep(0.3)
         await client.http.get(client.url)
 
-    assert connections == 3  # past its expiry, the kept one was closed
+    assert client.connections == 3  # past its expiry, the kept one was closed
 
 
 async def test_the_connection_limit_counts_idle_connections_and_those_opening():
-    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     first_closed = asyncio.Event()
 
     async def first(reader, writer):
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(ok)
+        writer.write(OK)
         await reader.read()  # until the client closes its idle connection
         first_closed.set()
 
     async def second(reader, writer):
         while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(ok)
+            writer.write(OK)
 
     (server, port), (other, other_port) = await serving(first), await serving(second)
     transport = network.Transport(httpx2.Limits(max_connections=2))
@@ -506,7 +502,7 @@ async def test_a_body_of_unknown_length_is_sent_chunked():
     async def echo_length(reader, writer):
         head = await reader.readuntil(b"\r\n\r\n")
         received.append(head + await reader.readuntil(b"0\r\n\r\n"))
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.write(OK)
 
     async def parts() -> AsyncIterator[bytes]:
         yield b"hello "
@@ -529,11 +525,7 @@ async def test_a_header_that_would_break_the_request_is_refused():
 
 
 async def test_a_connection_is_kept_for_the_next_request():
-    connections = 0
-
     async def keep_alive(reader, writer):
-        nonlocal connections
-        connections += 1
         while await reader.readuntil(b"\r\n\r\n"):
             await reader.readexactly(4)  # the body
             writer.write(CHUNKED + b"2\r\nok\r\n0\r\n\r\n")
@@ -543,7 +535,7 @@ async def test_a_connection_is_kept_for_the_next_request():
         texts = [(await client.http.post(client.url, content=b"body")).text for _ in range(3)]
 
     assert texts == ["ok"] * 3
-    assert connections == 1
+    assert client.connections == 1
 
 
 async def test_a_model_that_stops_answering_mid_answer_times_out(fake_openai, settings):
@@ -559,24 +551,13 @@ async def test_a_model_that_stops_answering_mid_answer_times_out(fake_openai, se
 
 
 async def test_an_idle_connection_the_model_closed_is_not_used_again():
-    connections = 0
-
     async def answer_once_then_close(reader, writer):
-        nonlocal connections
-        connections += 1
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.write(OK)
         await writer.drain()
         writer.close()  # after a keep-alive response: the client learns of it only later
 
-    server, port = await serving(answer_once_then_close)
-    async with server, httpx2.AsyncClient(transport=network.Transport(httpx2.Limits())) as client:
-        first = await client.get(f"http://127.0.0.1:{port}/")
-        await asyncio.sleep(0.05)
-        second = await client.get(f"http://127.0.0.1:{port}/")
-
-    assert (first.text, second.text) == ("ok", "ok")
-    assert connections == 2
+    await assert_each_request_gets_a_new_connection(answer_once_then_close)
 
 
 async def test_a_slow_reader_holds_a_bounded_part_of_a_fast_answer():

@@ -69,7 +69,7 @@ async def messages(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     content = _content(data, required=True)
     parent_id = _message_id(data, "parent_id") if "parent_id" in data else services.AT_LEAF
     posted = await services.message_post(
-        conversation=services.Owned(pk, request.user.pk),
+        conversation=services.Owned(pk, request.user),
         content=content,
         api_key=request.api_key,
         parent_id=parent_id,
@@ -85,7 +85,7 @@ async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponseBase
     data = json_body(request)
     content = _content(data, required=True) if "content" in data else None
     posted = await services.answer_again(
-        conversation=services.Owned(pk, request.user.pk),
+        conversation=services.Owned(pk, request.user),
         content=content,
         question_id=_message_id(data, "message_id"),
         api_key=request.api_key,
@@ -97,7 +97,7 @@ async def regenerate(request: AuthenticatedRequest, pk: str) -> HttpResponseBase
 async def continue_answer(request: AuthenticatedRequest, pk: str) -> HttpResponseBase:
     """Have the last answer on screen, cut off or stopped, write on into the same message."""
     posted = await services.answer_continue(
-        conversation=services.Owned(pk, request.user.pk), api_key=request.api_key
+        conversation=services.Owned(pk, request.user), api_key=request.api_key
     )
     return await _answering(request, posted)
 
