@@ -517,11 +517,24 @@ async def test_a_body_of_unknown_length_is_sent_chunked():
     assert body == b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
 
 
-async def test_a_header_that_would_break_the_request_is_refused():
+async def test_a_header_or_method_that_would_break_the_request_is_refused():
     async with client_of(lambda reader, writer: reader.read()) as client:
         for headers in ({"X-Bad": "a\r\nInjected: yes"}, {"Bad Name": "b"}):
             with pytest.raises(httpx2.LocalProtocolError):
                 await client.http.get(client.url, headers=headers)
+        with pytest.raises(httpx2.LocalProtocolError):
+            await client.http.request("GET / HTTP/1.1\r\nX:", client.url)
+
+    assert client.connections == 0  # nothing was sent
+
+
+async def test_a_request_the_model_does_not_read_is_a_write_timeout():
+    async def never_reads(reader, writer):
+        await asyncio.sleep(1)
+
+    async with client_of(never_reads) as client:
+        with pytest.raises(httpx2.WriteTimeout):
+            await client.http.post(client.url, content=b"x" * 64 * 1024 * 1024, timeout=0.1)
 
 
 async def test_a_connection_is_kept_for_the_next_request():
