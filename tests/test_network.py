@@ -551,6 +551,37 @@ async def test_a_connection_is_kept_for_the_next_request():
     assert client.connections == 1
 
 
+async def test_a_model_that_does_not_accept_is_a_connect_timeout():
+    # A backlog of 0, filled: the kernel drops the next connection's SYN, so it waits.
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    waiting = [socket.socket() for _ in range(3)]
+    for sock in waiting:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.connect(("127.0.0.1", port))
+    try:
+        async with httpx2.AsyncClient(transport=network.Transport(httpx2.Limits())) as client:
+            with pytest.raises(httpx2.ConnectTimeout):
+                await client.get(
+                    f"http://127.0.0.1:{port}/", timeout=httpx2.Timeout(5, connect=0.1)
+                )
+    finally:
+        listener.close()
+        for sock in waiting:
+            sock.close()
+
+
+async def test_a_tls_handshake_that_never_ends_is_a_connect_timeout():
+    async def silent(reader, writer):
+        await reader.read()  # accepts, and never speaks TLS
+
+    server, port = await serving(silent)
+    async with server, httpx2.AsyncClient(transport=network.Transport(httpx2.Limits())) as client:
+        with pytest.raises(httpx2.ConnectTimeout):
+            await client.get(f"https://127.0.0.1:{port}/", timeout=httpx2.Timeout(5, connect=0.1))
+
+
 async def test_a_model_that_stops_answering_mid_answer_times_out(fake_openai, settings):
     fake_openai.reset()
     model_at(settings, fake_openai.base_url)
