@@ -2,8 +2,8 @@
 The SDK's connections to the model: HTTP/1.1 on asyncio's own transports, parsed in C.
 
 A streamed answer is one network read per token. Through httpx's own transport each read
-went through httpcore, h11's state machine (Python) and anyio's cancel scopes: a fifth of
-the relay's CPU. Here a connection is an asyncio Protocol whose bytes go straight into
+went through httpcore's connection and h11's state machine (Python): a fifth of the
+relay's CPU. Here a connection is an asyncio Protocol whose bytes go straight into
 httptools' parser (llhttp, uvicorn's); the body's pieces wait in a queue the response's
 stream takes them from, and one timer per connection bounds its waits. httpx (above this
 transport) and the SDK still do the rest: auth, retries, timeouts' values, status errors.
@@ -33,8 +33,8 @@ import httpx2
 # object's own size: a model sending one-byte chunks is bounded too.
 HIGH_WATER = 256 * 1024
 PIECE_COST = 64
-# A response's status line and headers, 1xx ones included, as h11 bounded them: past
-# this, the model's response is refused (llhttp itself sets no limit).
+# A response's status line and headers, its 1xx ones' counted with them (httpcore bounded
+# each head at this): past it, the model's response is refused (llhttp sets no limit).
 MAX_HEAD = 100 * 1024
 
 # RFC 9110's token: a method's and a header name's characters.
@@ -180,14 +180,13 @@ class _Connection(asyncio.Protocol):
     async def received(self, timeout: float | None) -> None:
         """Wait until more of the response is received, or the connection ends."""
         loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+        self._waiter = waiter = loop.create_future()
         if timeout is not None:
             # One timer per connection, moved on only when it fires: a read at a model's
             # pace (one per token) arms none of its own.
             self._deadline = loop.time() + timeout
             if self._timer is None:
                 self._timer = loop.call_at(self._deadline, self._time_out)
-        waiter = self._waiter
         try:
             await waiter
         except asyncio.CancelledError:
@@ -227,8 +226,9 @@ class _Connection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         exchange = self.exchange
-        done = exchange is not None and exchange.complete and not exchange.body
-        return done and not self.ended and bool(exchange and exchange.keep_alive)
+        if exchange is None or self.ended:
+            return False
+        return exchange.complete and exchange.keep_alive and not exchange.body
 
     def abort(self) -> None:
         # At once: TLS's polite close waits up to 30 s for a model that is still streaming
