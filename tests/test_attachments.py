@@ -427,6 +427,32 @@ async def test_a_model_without_vision_is_told_the_image_is_not_shown(
     )
 
 
+async def test_a_question_with_two_files_goes_upstream_once_in_the_turns_after_it(
+    api, upstream, media, settings
+):
+    settings.CHAT_VISION_MODELS = set()
+    image = await uploaded(api, "photo.png", files.image())
+    notes = await uploaded(api, "notes.md", b"plan")
+    conversation = await create(api)
+    await post(api, conversation, content="See?", attachments=[image["id"], notes["id"]])
+    await generation.wait_all()
+
+    await post(api, conversation, content="And then?")
+    await generation.wait_all()
+
+    (later,) = [
+        request["body"]["messages"]
+        for request in upstream.requests
+        if request["body"]["messages"][-1]["content"] == "And then?"
+    ]
+    said = [message for message in later if message["role"] != "system"]
+    assert [message["role"] for message in said] == ["user", "assistant", "user"]
+    assert said[0]["content"] == (
+        "See?\n\n[Image not shown: photo.png (64×48); this model does not see images]"
+        "\n\n[Attached text file: notes.md]\n```\nplan\n```"
+    )
+
+
 async def test_a_long_file_is_trimmed_to_the_context(api, upstream, media, settings):
     settings.CHAT_CONTEXT_TOKENS = 200
     notes = await uploaded(api, "long.txt", ("word " * 5000).encode())
