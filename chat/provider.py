@@ -9,7 +9,6 @@ exit path, cancellation included (`async with` on the SDK's streamed response).
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import ssl
@@ -24,7 +23,7 @@ import httpx2
 import openai
 from django.conf import settings
 
-from chat import network
+from chat import network, wirejson
 from chat.deltas import DeltaReader, InlineThinking, Malformed, ToolCall, clean_text, joined
 from chat.demo import DEMO_MODEL, DemoTransport
 from chat.events import DELTA, Part, TokenUsage
@@ -254,7 +253,7 @@ async def _drain(body: AsyncIterator[bytes]) -> None:
 
 def _json_object(payload: bytes, request: httpx2.Request) -> dict[str, Any]:
     try:
-        chunk = json.loads(payload)
+        chunk = wirejson.loads(payload)
     except ValueError as exc:  # UnicodeDecodeError too
         raise _malformed(payload) from exc
     if not isinstance(chunk, dict):

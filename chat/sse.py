@@ -8,29 +8,28 @@ the readers yield when nothing came for a heartbeat interval, goes out as a comm
 """
 
 import contextlib
-import json
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
+from chat import wirejson
 from chat.events import Event
 
 PING = b": ping\n\n"
-
-json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode(event: Event) -> bytes:
     """Encode an event as one SSE frame: id, event name, a single line of JSON data."""
     # JSON escapes every line break, so the data is always exactly one line.
+    data = wirejson.dumps(event.data)
     if event.id is None:
         # Without an id line the client's last event id stays that of the last delta.
-        return f"event: {event.kind}\ndata: {json_text(event.data)}\n\n".encode()
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {json_text(event.data)}\n\n".encode()
+        return b"event: %s\ndata: %s\n\n" % (event.kind.encode(), data)
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.kind.encode(), data)
 
 
 def data_frame(data: Any) -> bytes:
     """A frame of data alone, as other protocols use SSE: JSON, or a literal ([DONE])."""
-    return f"data: {data if isinstance(data, str) else json_text(data)}\n\n".encode()
+    return b"data: %s\n\n" % (data.encode() if isinstance(data, str) else wirejson.dumps(data))
 
 
 def encode_batch(events: Iterable[Event]) -> bytes:

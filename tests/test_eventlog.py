@@ -6,6 +6,7 @@ import uuid
 import pytest
 import redis
 
+from chat import wirejson
 from chat.eventlog import (
     EventLogUnavailable,
     LogClosed,
@@ -411,7 +412,7 @@ def kill_the_subscription() -> None:
 
 def test_a_push_is_parsed_into_each_events_exact_text():
     texts = ["line\nbreak", "tab\tand \u2028 and \u0085", '"quoted" \\ back', "é 🙂"]
-    payload = "7\n" + "\n".join(f"delta\n{redis_streams._json({'content': t})}" for t in texts)
+    payload = "7\n" + "\n".join(f"delta\n{wirejson.dumps({'content': t}).decode()}" for t in texts)
 
     events = redis_tails.pushed_events(payload)
 

@@ -15,7 +15,6 @@ Per generation (all keys expire; none outlives CHAT_EVENT_LOG_RETAIN after the e
 """
 
 import functools
-import json
 import math
 import time
 import uuid
@@ -25,6 +24,7 @@ from typing import Any, cast
 import redis.asyncio as redis
 from django.conf import settings
 
+from chat import wirejson
 from chat.eventlog.base import BATCH, EventLogUnavailable, LogClosed, UnknownGeneration
 from chat.eventlog.redis_shared import appends, cancels, get_client
 from chat.eventlog.redis_tails import Follower, tails
@@ -124,7 +124,7 @@ class RedisEventLog:
         keys = _keys(generation_id)
         args: list[Any] = [settings.CHAT_EVENT_LOG_MAXLEN, uuid.uuid4().hex]
         for part in parts:
-            args += [part.kind, _json(part.data), "1" if part.is_terminal else "0"]
+            args += [part.kind, wirejson.dumps(part.data), "1" if part.is_terminal else "0"]
         number = await appends().append(APPEND, [keys["log"], keys["meta"], keys["tail"]], args)
         if number == -1:
             raise UnknownGeneration(generation_id)
@@ -281,12 +281,9 @@ def _alive_ttl() -> int:
     return max(1, math.ceil(settings.CHAT_LIVENESS_INTERVAL * 3))
 
 
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
 def _events(entries: Entries) -> list[Event]:
     return [
-        Event(int(entry_id.rsplit("-", 1)[1]), fields["k"], json.loads(fields["d"]))
+        Event(int(entry_id.rsplit("-", 1)[1]), fields["k"], wirejson.loads(fields["d"]))
         for entry_id, fields in entries
     ]
 

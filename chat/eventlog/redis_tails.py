@@ -11,7 +11,6 @@ stream itself after its last id whenever a push could be missing (see Follower).
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 import redis.asyncio as redis
 from django.conf import settings
 
+from chat import wirejson
 from chat.eventlog.base import BATCH
 from chat.eventlog.redis_shared import PerLoop, get_client, new_client, of_this_loop
 from chat.events import Event
@@ -211,6 +211,6 @@ def pushed_events(payload: str) -> list[Event]:
     first, *fields = payload.split("\n")
     numbers = range(int(first), int(first) + len(fields) // 2)
     return [
-        Event(number, kind, json.loads(data))
+        Event(number, kind, wirejson.loads(data))
         for number, kind, data in zip(numbers, fields[::2], fields[1::2], strict=True)
     ]
