@@ -27,6 +27,7 @@ from django.conf import settings
 from chat import answer_cache, context, failures, provider, turns
 from chat.answer import Answer, stored_parts
 from chat.answer_cache import CachedAnswer
+from chat.deadline import Deadline
 from chat.deltas import ToolCall
 from chat.events import CLIENT_TOOL_CALLS, DELTA, TOOL_END, TOOL_START, Part
 from chat.events import usage as token_usage
@@ -90,7 +91,7 @@ async def answer_parts(prepared: Prepared, answer: Answer) -> AsyncGenerator[Par
         for part in cached.answer_parts():
             yield part
         return
-    deadline = asyncio.get_running_loop().time() + settings.CHAT_GENERATION_TIMEOUT
+    deadline = Deadline(asyncio.get_running_loop().time() + settings.CHAT_GENERATION_TIMEOUT)
     messages = list(prepared.request["messages"])
     this_round = None
     try:
@@ -128,11 +129,12 @@ async def answer_parts(prepared: Prepared, answer: Answer) -> AsyncGenerator[Par
         logger.exception("answer failed")
         answer.failure = failures.INTERNAL
     finally:
+        deadline.close()
         if this_round is not None:  # cut short: what it cost is counted all the same
             _count(answer, this_round)
 
 
-async def _model_round(this_round: _Round, deadline: float) -> AsyncGenerator[Part]:
+async def _model_round(this_round: _Round, deadline: Deadline) -> AsyncGenerator[Part]:
     """Yield one upstream answer's parts; its end lands in `this_round`.
 
     An upstream that refuses the tools is asked again without them, once.
@@ -143,8 +145,7 @@ async def _model_round(this_round: _Round, deadline: float) -> AsyncGenerator[Pa
         while True:
             # The deadline bounds each step, not the generator: its steps may run in
             # different tasks.
-            async with asyncio.timeout_at(deadline):
-                item = await anext(upstream)
+            item = await deadline.next(upstream)
             if isinstance(item, Finish):
                 this_round.finish = item
                 continue
@@ -169,13 +170,13 @@ async def _model_round(this_round: _Round, deadline: float) -> AsyncGenerator[Pa
         await upstream.aclose()  # closes the upstream request on every path
 
 
-async def _tool_parts(call: ToolCall, prepared: Prepared, deadline: float) -> AsyncGenerator[Part]:
+async def _tool_parts(
+    call: ToolCall, prepared: Prepared, deadline: Deadline
+) -> AsyncGenerator[Part]:
     calls = runner.run(call, prepared.tools, prepared.user)
     try:
         while True:
-            async with asyncio.timeout_at(deadline):
-                part = await anext(calls)
-            yield part
+            yield await deadline.next(calls)
     except StopAsyncIteration:
         pass
     finally:
