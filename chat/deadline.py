@@ -5,8 +5,9 @@ tool), with one timer for all of them.
 `asyncio.timeout_at()` around each step would arm and cancel a timer per token. A
 Deadline arms its timer at its first step. When it fires, the task in a step then is
 cancelled, and that step raises TimeoutError, as under asyncio.timeout_at(); a step
-begun after the deadline raises TimeoutError without taking an item. The steps may run
-in different tasks (an async generator's consumer may change).
+begun after the deadline (or after the timer fired: uvloop may fire it a fraction of a
+millisecond early) raises TimeoutError without taking an item. The steps may run in
+different tasks (an async generator's consumer may change), one at a time.
 """
 
 import asyncio
@@ -18,13 +19,16 @@ class Deadline:
         self.when = when  # on the event loop's clock
         self._timer: asyncio.TimerHandle | None = None
         self._stepping: asyncio.Task[object] | None = None
+        self._expired = False
         self._expired_in: asyncio.Task[object] | None = None  # the task the timer cancelled
 
     async def next[T](self, items: AsyncIterator[T]) -> T:
         """Return the next item, within the deadline (StopAsyncIteration at the end)."""
         loop = asyncio.get_running_loop()
-        if loop.time() >= self.when:
+        if self._expired or loop.time() >= self.when:
             raise TimeoutError
+        if self._stepping is not None:
+            raise RuntimeError("a deadline's steps run one at a time")
         task = asyncio.current_task()
         assert task is not None
         if self._timer is None:
@@ -43,10 +47,12 @@ class Deadline:
         return item
 
     def close(self) -> None:
+        """Stop the timer, once the steps are over."""
         if self._timer is not None:
             self._timer.cancel()
 
     def _expire(self) -> None:
+        self._expired = True
         if self._stepping is not None:
             self._expired_in = self._stepping
             self._stepping.cancel()

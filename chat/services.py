@@ -440,9 +440,9 @@ def build_request(conversation: Conversation, last: Message) -> dict[str, Any]:
     # Rows, not models: this runs for every post, and reads the whole conversation.
     # What a message's files may fill: the context the system prompt leaves.
     room = settings.CHAT_CONTEXT_TOKENS - context.message_tokens(messages, conversation.model)[0]
-    # Whether a message has files rides along, joined (a message comes once per file;
-    # a join costs the post far less CPU than an EXISTS subquery): most conversations
-    # need no second query.
+    # Whether a message has files rides along, joined: most conversations need no second
+    # query. A message comes once per file (at most CHAT_ATTACHMENTS_PER_MESSAGE times,
+    # its text with it); the join costs the post far less CPU than an EXISTS subquery.
     rows = conversation.messages.values_list(
         "pk",
         "parent_id",

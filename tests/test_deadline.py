@@ -1,6 +1,7 @@
 """An answer's deadline: one timer over its steps, TimeoutError as asyncio.timeout gives it."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -117,3 +118,40 @@ async def test_one_timer_serves_every_step():
         del loop.call_at
     deadline.close()
     assert armed == [deadline.when]
+
+
+async def test_a_step_that_swallows_the_timers_cancel_gives_its_item_and_leaves_no_cancel():
+    async def stubborn() -> AsyncIterator[str]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+        yield "kept"
+
+    deadline = after(0.02)
+
+    assert await deadline.next(stubborn()) == "kept"
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0)  # no cancel is left pending
+
+
+async def test_a_step_after_the_timer_fired_times_out_even_if_the_clock_says_it_is_early():
+    deadline = after(0.02)
+    source = items(0, 0)
+    assert await deadline.next(source) == 0
+    await asyncio.sleep(0.05)  # the timer fires here
+    deadline.when += 10  # as if it had fired early
+
+    with pytest.raises(TimeoutError):
+        await deadline.next(source)
+
+
+async def test_steps_run_one_at_a_time():
+    deadline = after(5)
+    source = items(10, 0)
+    first = asyncio.create_task(deadline.next(source))
+    await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError):
+        await deadline.next(items(0))
+    first.cancel()
+    deadline.close()

@@ -421,6 +421,20 @@ def test_a_push_is_parsed_into_each_events_exact_text():
     ]
 
 
+async def test_a_tools_exact_integer_comes_back_exact_pushed_and_read(redis_log, caplog):
+    key = f"exact-{uuid.uuid4()}"
+    reader = await pushed_reader(redis_log, key)
+    exact = {"name": "calculator", "result": {"value": 2**100 + 1, "negative": -(2**64) - 1}}
+
+    await redis_log.append(key, [part("tool_end", **exact)])
+
+    async with asyncio.timeout(1):
+        [pushed] = await anext(reader)
+    assert pushed.data == exact
+    assert "unreadable push" not in caplog.text  # it came by the push
+    assert (await redis_log.events(key))[-1].data == exact  # and the stream keeps it so
+
+
 async def test_a_push_carries_each_events_text_exactly(redis_log, caplog):
     key = f"texts-{uuid.uuid4()}"
     reader = await pushed_reader(redis_log, key)

@@ -1,8 +1,10 @@
-"""JSON on the per-token path: the standard library's compact bytes, and its answers for
-what orjson refuses (a model's chunk is untrusted input)."""
+"""JSON on the per-token path: the standard library's compact bytes for JSON's own types,
+and its answers for what orjson refuses (a model's chunk is untrusted input)."""
 
 import json
 import math
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -30,9 +32,20 @@ def test_it_reads_back_what_it_writes(value):
     assert wirejson.loads(wirejson.dumps(value)) == value
 
 
-def test_a_float_is_the_same_number():
-    for number in (0.5, 3.0, 0.1 + 0.2, 1e-05, 1e22, 123456789.123):
-        assert json.loads(wirejson.dumps({"n": number})) == {"n": number}
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_a_float_is_the_same_number(number):
+    assert json.loads(wirejson.dumps({"n": number})) == {"n": number}
+
+
+def test_nan_and_the_infinities_are_written_as_null_which_is_json():
+    assert wirejson.dumps([math.nan, math.inf, -math.inf]) == b"[null,null,null]"
+
+
+def test_a_uuid_is_written_as_its_value_and_a_datetime_is_refused_as_before():
+    key = uuid.UUID(int=1)
+    assert wirejson.dumps({"id": key}) == b'{"id":"00000000-0000-0000-0000-000000000001"}'
+    with pytest.raises(TypeError):
+        wirejson.dumps({"at": datetime.now(UTC)})
 
 
 @pytest.mark.parametrize(

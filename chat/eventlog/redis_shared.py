@@ -12,6 +12,7 @@ redis.asyncio's connections belong to one event loop, hence one of each per loop
 """
 
 import asyncio
+import json
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 import redis.asyncio as redis
 from django.conf import settings
 
+from chat import wirejson
 from chat.eventlog.base import EventLogUnavailable
+from chat.events import DELTA, REASONING
 
 type PerLoop[T] = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T]
 
@@ -168,3 +171,12 @@ def _failure(error: Exception) -> EventLogUnavailable:
     failure = EventLogUnavailable(str(error))
     failure.__cause__ = error
     return failure
+
+
+def event_data(kind: str, data: bytes | str) -> Any:
+    """An event's data as the log holds it (JSON). A token's text is read with orjson, on
+    the per-token path; any other event with the standard library, which keeps a tool's
+    integers past 64 bits exact (orjson reads them as floats)."""
+    if kind in (DELTA, REASONING):
+        return wirejson.loads(data)
+    return json.loads(data)

@@ -26,7 +26,7 @@ from django.conf import settings
 
 from chat import wirejson
 from chat.eventlog.base import BATCH, EventLogUnavailable, LogClosed, UnknownGeneration
-from chat.eventlog.redis_shared import appends, cancels, get_client
+from chat.eventlog.redis_shared import appends, cancels, event_data, get_client
 from chat.eventlog.redis_tails import Follower, tails
 from chat.events import Event, Part
 
@@ -283,7 +283,7 @@ def _alive_ttl() -> int:
 
 def _events(entries: Entries) -> list[Event]:
     return [
-        Event(int(entry_id.rsplit("-", 1)[1]), fields["k"], wirejson.loads(fields["d"]))
+        Event(int(entry_id.rsplit("-", 1)[1]), fields["k"], event_data(fields["k"], fields["d"]))
         for entry_id, fields in entries
     ]
 

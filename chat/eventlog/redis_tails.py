@@ -20,9 +20,8 @@ from typing import Any
 import redis.asyncio as redis
 from django.conf import settings
 
-from chat import wirejson
 from chat.eventlog.base import BATCH
-from chat.eventlog.redis_shared import PerLoop, get_client, new_client, of_this_loop
+from chat.eventlog.redis_shared import PerLoop, event_data, get_client, new_client, of_this_loop
 from chat.events import Event
 
 logger = logging.getLogger(__name__)
@@ -211,6 +210,6 @@ def pushed_events(payload: str) -> list[Event]:
     first, *fields = payload.split("\n")
     numbers = range(int(first), int(first) + len(fields) // 2)
     return [
-        Event(number, kind, wirejson.loads(data))
+        Event(number, kind, event_data(kind, data))
         for number, kind, data in zip(numbers, fields[::2], fields[1::2], strict=True)
     ]
