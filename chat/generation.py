@@ -196,19 +196,25 @@ async def _produce(generation: Generation, prepared: Prepared, answer: Answer) -
 async def _relay(
     generation: Generation, prepared: Prepared, answer: Answer, appending: asyncio.Lock
 ) -> None:
-    """Append the pipeline's parts to the event log; failures end up in the answer."""
+    """Append the pipeline's parts to the event log; failures end up in the answer.
+
+    The answer's text is stored every CHAT_CHECKPOINT_INTERVAL beside the relay, not in
+    its way: a checkpoint waits its turn to write (SQLite's one writer, a busy
+    database) while the tokens go on; one at a time, the last one awaited at the end.
+    """
     log = get_event_log()
     key = str(generation.pk)
     loop = asyncio.get_running_loop()
     next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_INTERVAL
+    checkpointing: asyncio.Task[None] | None = None
     try:
         async with contextlib.aclosing(answering.answer_parts(prepared, answer)) as parts:
             async for part in parts:
                 async with appending:
                     await log.append(key, [part])
                     answer.add(part)
-                if loop.time() >= next_checkpoint:
-                    await _checkpoint(generation, answer)
+                if loop.time() >= next_checkpoint and not _running_task(checkpointing):
+                    checkpointing = asyncio.create_task(_checkpoint(generation, answer.snapshot()))
                     next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_INTERVAL
     except (EventLogUnavailable, UnknownGeneration) as exc:
         logger.warning("event log failed while streaming: %r", exc)
@@ -218,6 +224,13 @@ async def _relay(
     except Exception:
         logger.exception("generation %s failed", generation.pk)
         answer.failure = failures.INTERNAL
+    finally:
+        if checkpointing is not None:
+            await asyncio.wait({checkpointing})
+
+
+def _running_task(task: asyncio.Task[None] | None) -> bool:
+    return task is not None and not task.done()
 
 
 async def _stop_requested(key: str) -> str:
@@ -264,7 +277,7 @@ def _continued(generation: Generation) -> list[Part]:
 
 async def _checkpoint(generation: Generation, answer: Answer) -> None:
     try:
-        await db.write(save_checkpoint, generation, answer.snapshot())
+        await db.write(save_checkpoint, generation, answer)
     except DatabaseError:
         # The answer goes on; its end tries again.
         logger.warning("checkpoint of generation %s failed", generation.pk)

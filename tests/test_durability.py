@@ -146,6 +146,29 @@ async def test_an_answer_ending_while_the_database_is_locked_is_stored_once_it_i
     assert (await ask(api, "Next")) is not None  # and the next question is taken
 
 
+async def test_an_answer_relays_on_while_its_checkpoint_waits_for_a_locked_database(
+    api, upstream, settings
+):
+    settings.CHAT_CHECKPOINT_INTERVAL = 0  # a checkpoint due after every part
+    words = [f"w{i} " for i in range(20)]
+    upstream.reply_to("Hi", Reply(tokens=words, token_delay=0.02))
+    posted = await ask(api, "Hi")
+    reader = await stream(api, posted)
+    _, raw = await read_until(reader, 1)
+
+    with database_locked():
+        # The checkpoints wait for the lock; the tokens do not wait for them.
+        log, key = get_event_log(), posted["generation"]["id"]
+        await until(lambda: _logged_all(log, key, len(words)))
+    async for chunk in reader.chunks():
+        raw += chunk
+
+    events, _ = parse_events(raw)
+    assert (events[-1].event, events[-1].data["finish_reason"]) == ("done", "stop")
+    message = await stored_answer(posted)
+    assert (message.status, message.content) == ("complete", "".join(words))
+
+
 async def _logged_all(log, key: str, count: int) -> bool:
     return await log.last_id(key) >= count
 
