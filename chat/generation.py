@@ -226,7 +226,11 @@ async def _relay(
         answer.failure = failures.INTERNAL
     finally:
         if checkpointing is not None:
-            await asyncio.wait({checkpointing})
+            try:
+                await asyncio.wait({checkpointing})
+            except asyncio.CancelledError:  # stopped while it waited: it ends first all the same
+                await asyncio.wait({checkpointing})
+                raise
 
 
 def _running_task(task: asyncio.Task[None] | None) -> bool:
@@ -281,6 +285,8 @@ async def _checkpoint(generation: Generation, answer: Answer) -> None:
     except DatabaseError:
         # The answer goes on; its end tries again.
         logger.warning("checkpoint of generation %s failed", generation.pk)
+    except Exception:
+        logger.exception("checkpoint of generation %s failed", generation.pk)
 
 
 def save_checkpoint(generation: Generation, answer: Answer) -> None:

@@ -151,14 +151,15 @@ async def test_an_answer_relays_on_while_its_checkpoint_waits_for_a_locked_datab
 ):
     settings.CHAT_CHECKPOINT_INTERVAL = 0  # a checkpoint due after every part
     words = [f"w{i} " for i in range(20)]
-    upstream.reply_to("Hi", Reply(tokens=words, token_delay=0.02))
+    upstream.reply_to("Hi", Reply(tokens=words, token_delay=0.05))
     posted = await ask(api, "Hi")
     reader = await stream(api, posted)
     _, raw = await read_until(reader, 1)
 
     with database_locked():
-        # The checkpoints wait for the lock; the tokens do not wait for them.
         log, key = get_event_log(), posted["generation"]["id"]
+        assert await log.last_id(key) < len(words)  # tokens are still to come
+        # The checkpoints wait for the lock; the tokens do not wait for them.
         await until(lambda: _logged_all(log, key, len(words)))
     async for chunk in reader.chunks():
         raw += chunk
