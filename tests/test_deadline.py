@@ -22,6 +22,13 @@ def after(seconds: float) -> Deadline:
     return Deadline(asyncio.get_running_loop().time() + seconds)
 
 
+async def no_cancel_left() -> None:
+    """This task has no cancel requested, and none is delivered at its next await."""
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0)
+
+
 async def test_steps_within_the_deadline_give_their_items_and_the_end():
     deadline = after(5)
     source = items(0, 0.01, 0)
@@ -40,9 +47,7 @@ async def test_a_step_still_waiting_at_the_deadline_times_out_and_leaves_its_tas
     with pytest.raises(TimeoutError):
         await deadline.next(source)
 
-    task = asyncio.current_task()
-    assert task is not None and task.cancelling() == 0
-    await asyncio.sleep(0)  # no cancel is left pending
+    await no_cancel_left()
 
 
 async def test_a_step_begun_after_the_deadline_times_out_without_taking_an_item():
@@ -62,8 +67,7 @@ async def test_the_deadline_passing_between_steps_cancels_no_task():
 
     await asyncio.sleep(0.05)  # the timer fires here, outside any step
 
-    task = asyncio.current_task()
-    assert task is not None and task.cancelling() == 0
+    await no_cancel_left()
 
 
 async def test_a_cancel_from_outside_a_step_stays_a_cancel():
@@ -129,9 +133,7 @@ async def test_a_step_that_swallows_the_timers_cancel_gives_its_item_and_leaves_
     deadline = after(0.02)
 
     assert await deadline.next(stubborn()) == "kept"
-    task = asyncio.current_task()
-    assert task is not None and task.cancelling() == 0
-    await asyncio.sleep(0)  # no cancel is left pending
+    await no_cancel_left()
 
 
 async def test_a_step_after_the_timer_fired_times_out_even_if_the_clock_says_it_is_early():

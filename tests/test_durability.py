@@ -123,26 +123,17 @@ def database_locked():
 async def test_an_answer_ending_while_the_database_is_locked_is_stored_once_it_is_free(
     api, upstream
 ):
-    words = [f"w{i} " for i in range(20)]
-    upstream.reply_to("Hi", Reply(tokens=words, token_delay=0.02))
-    posted = await ask(api, "Hi")
-    reader = await stream(api, posted)
-    _, raw = await read_until(reader, 1)
+    posted, reader, raw = await _a_first_token_read(api, upstream, token_delay=0.02)
 
     with database_locked():
         # The model finishes meanwhile; its outcome waits for the lock.
         await asyncio.to_thread(upstream.wait_until, lambda: upstream.completed == 1)
         log, key = get_event_log(), posted["generation"]["id"]
-        await until(lambda: _logged_all(log, key, len(words)))
+        await until(lambda: _logged_all(log, key, len(WORDS)))
         # Every delta is out, but not `done`, which follows the stored outcome.
-        assert await log.last_id(key) == len(words)
-    async for chunk in reader.chunks():
-        raw += chunk
+        assert await log.last_id(key) == len(WORDS)
 
-    events, _ = parse_events(raw)
-    assert (events[-1].event, events[-1].data["finish_reason"]) == ("done", "stop")
-    message = await stored_answer(posted)
-    assert (message.status, message.content) == ("complete", "".join(words))
+    await _read_to_the_stored_end(reader, raw, posted)
     assert (await ask(api, "Next")) is not None  # and the next question is taken
 
 
@@ -150,24 +141,37 @@ async def test_an_answer_relays_on_while_its_checkpoint_waits_for_a_locked_datab
     api, upstream, settings
 ):
     settings.CHAT_CHECKPOINT_INTERVAL = 0  # a checkpoint due after every part
-    words = [f"w{i} " for i in range(20)]
-    upstream.reply_to("Hi", Reply(tokens=words, token_delay=0.05))
-    posted = await ask(api, "Hi")
-    reader = await stream(api, posted)
-    _, raw = await read_until(reader, 1)
+    posted, reader, raw = await _a_first_token_read(api, upstream, token_delay=0.05)
 
     with database_locked():
         log, key = get_event_log(), posted["generation"]["id"]
-        assert await log.last_id(key) < len(words)  # tokens are still to come
+        assert await log.last_id(key) < len(WORDS)  # tokens are still to come
         # The checkpoints wait for the lock; the tokens do not wait for them.
-        await until(lambda: _logged_all(log, key, len(words)))
+        await until(lambda: _logged_all(log, key, len(WORDS)))
+
+    await _read_to_the_stored_end(reader, raw, posted)
+
+
+WORDS = [f"w{i} " for i in range(20)]
+
+
+async def _a_first_token_read(api, upstream, token_delay: float):
+    """An answer of WORDS asked for, its stream open and its first token read."""
+    upstream.reply_to("Hi", Reply(tokens=WORDS, token_delay=token_delay))
+    posted = await ask(api, "Hi")
+    reader = await stream(api, posted)
+    _, raw = await read_until(reader, 1)
+    return posted, reader, raw
+
+
+async def _read_to_the_stored_end(reader, raw: bytes, posted) -> None:
+    """Read the stream to its end: `done`, and the whole answer stored."""
     async for chunk in reader.chunks():
         raw += chunk
-
     events, _ = parse_events(raw)
     assert (events[-1].event, events[-1].data["finish_reason"]) == ("done", "stop")
     message = await stored_answer(posted)
-    assert (message.status, message.content) == ("complete", "".join(words))
+    assert (message.status, message.content) == ("complete", "".join(WORDS))
 
 
 async def _logged_all(log, key: str, count: int) -> bool:
