@@ -109,11 +109,14 @@ def database_locked():
     config = connection.settings_dict
     if config["ENGINE"] == "django.db.backends.sqlite3":
         other = sqlite3.connect(config["NAME"], isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")
+        lock = "BEGIN EXCLUSIVE"
     else:
         other = psycopg.connect(database_url(), autocommit=False)
-        other.execute("LOCK TABLE chat_message, chat_generation IN ACCESS EXCLUSIVE MODE")
+        # In the order an answer's writes take them (its generation, then its message):
+        # a checkpoint caught between the two finishes first instead of deadlocking.
+        lock = "LOCK TABLE chat_generation, chat_message IN ACCESS EXCLUSIVE MODE"
     try:
+        other.execute(lock)
         yield
     finally:
         other.rollback()
