@@ -213,7 +213,8 @@ async def _relay(
                 async with appending:
                     await log.append(key, [part])
                     answer.add(part)
-                if loop.time() >= next_checkpoint and not _running_task(checkpointing):
+                idle = checkpointing is None or checkpointing.done()
+                if idle and loop.time() >= next_checkpoint:
                     checkpointing = asyncio.create_task(_checkpoint(generation, answer.snapshot()))
                     next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_INTERVAL
     except (EventLogUnavailable, UnknownGeneration) as exc:
@@ -231,10 +232,6 @@ async def _relay(
             except asyncio.CancelledError:  # stopped while it waited: it ends first all the same
                 await asyncio.wait({checkpointing})
                 raise
-
-
-def _running_task(task: asyncio.Task[None] | None) -> bool:
-    return task is not None and not task.done()
 
 
 async def _stop_requested(key: str) -> str:
