@@ -20,13 +20,14 @@ from typing import Any, Concatenate
 from django.conf import settings
 from django.db import transaction
 
-from chat import attachment_prompt, attachments, context, db, limits, logs, refusals, tools, turns
+from chat import attachments, db, limits, logs, refusals, turns
 from chat import generation as generations
-from chat.branches import Tree, leaf_after_switch, path_to
+from chat.branches import Tree, leaf_after_switch
 from chat.eventlog import EventLogUnavailable
 from chat.models import ApiKey, Conversation, Generation, Message
 from chat.refusals import Refused
 from chat.titles import shortened
+from chat.transcript import Transcript
 
 type Posted = tuple[Message, Generation]
 
@@ -223,48 +224,53 @@ def _message_post(
     attachment_ids: Sequence[str] = (),
 ) -> Posted:
     with transaction.atomic():
-        conversation = _lock_idle(answered)
+        conversation, transcript = _lock_for_answer(answered)
         if parent_id is AT_LEAF:
             parent_id = conversation.current_leaf_id
         elif parent_id is not None:
-            parent_id = _message_of(conversation, parent_id, Message.Role.ASSISTANT).pk
-        question = _ask(conversation, parent_id, content)
+            parent_id = _answer_in(transcript, parent_id)
+        question, answer = _ask(conversation, parent_id, content)
         # Attachments: claimed in this transaction, or the message is not posted.
-        attachments.claim(conversation.owner, question, attachment_ids)
+        claimed = attachments.claim(conversation.owner, question, attachment_ids)
+        transcript.add(question, files=bool(claimed))
         if not conversation.title:
             conversation.title = shortened(content)
-        return question, _start_answer(conversation, question, asker, regenerated=False)
+        return question, _start_answer(conversation, transcript, answer, asker, regenerated=False)
 
 
 def _answer_again(
     answered: Answered, content: str | None, question_id: Any, asker: Asker
 ) -> Posted:
     with transaction.atomic():
-        conversation = _lock_idle(answered)
+        conversation, transcript = _lock_for_answer(answered)
         if question_id is None:
             question = _last_question(conversation)
         else:
             question = _message_of(conversation, question_id, Message.Role.USER)
-        if content is not None:
-            edited = _ask(conversation, question.parent_id, content)
+        if content is None:
+            answer = _answer_to(conversation, question)
+            answer.save(force_insert=True)
+        else:
+            edited, answer = _ask(conversation, question.parent_id, content)
             attachments.carry_over(question, edited)
+            transcript.add(edited, files=transcript.has_files(question.pk))
             question = edited
-        return question, _start_answer(conversation, question, asker, regenerated=True)
+        return question, _start_answer(conversation, transcript, answer, asker, regenerated=True)
 
 
 def _answer_continue(answered: Answered, asker: Asker) -> Posted:
     with transaction.atomic():
-        conversation = _lock_idle(answered)
+        conversation, transcript = _lock_for_answer(answered)
         answer = _leaf(conversation)
         if answer is None or not can_continue(answer):
             raise refusals.nothing_to_continue()
         assert answer.parent is not None  # an answer always follows a question
-        return answer.parent, _admitted(conversation, _continue_answer, answer, asker)
+        return answer.parent, _admitted(conversation, _continue_answer, transcript, answer, asker)
 
 
 def _branch_switch(answered: Answered, message_id: Any) -> None:
     with transaction.atomic():
-        conversation = _lock_idle(answered, answering=False)
+        conversation = _lock_idle(answered)
         leaf = leaf_after_switch(Tree(conversation.messages.all()), _parse_id(message_id))
         if leaf is None:
             raise refusals.no_such_message()
@@ -303,6 +309,14 @@ def _message_of(conversation: Conversation, message_id: Any, role: str) -> Messa
     return found
 
 
+def _answer_in(transcript: Transcript, message_id: Any) -> Any:
+    """Return the id of the conversation's answer `message_id`, or refuse."""
+    pk = _parse_id(message_id)
+    if not transcript.has(pk, Message.Role.ASSISTANT):
+        raise refusals.no_such_message(Message.Role.ASSISTANT)
+    return pk
+
+
 def _parse_id(message_id: Any) -> Any:
     try:
         return uuid.UUID(str(message_id))
@@ -310,15 +324,47 @@ def _parse_id(message_id: Any) -> Any:
         raise refusals.no_such_message() from None
 
 
-def _ask(conversation: Conversation, parent_id: Any, content: str) -> Message:
-    return Message.objects.create(
+def _ask(conversation: Conversation, parent_id: Any, content: str) -> tuple[Message, Message]:
+    """Write a question and the empty answer to it, in one statement."""
+    question = Message(
         conversation=conversation, parent_id=parent_id, role=Message.Role.USER, content=content
+    )
+    answer = _answer_to(conversation, question)
+    Message.objects.bulk_create([question, answer])
+    return question, answer
+
+
+def _answer_to(conversation: Conversation, question: Message) -> Message:
+    return Message(
+        conversation=conversation,
+        parent=question,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
     )
 
 
-def _lock_idle(answered: Answered, *, answering: bool = True) -> Conversation:
-    """Lock the owner's conversation, refusing while an answer streams; `answering`: one
-    will start, so its model must still be offered."""
+def _lock_for_answer(answered: Answered) -> tuple[Conversation, Transcript]:
+    """Lock the owner's conversation and read its messages, refusing while an answer
+    streams or when its model is no longer offered."""
+    conversation = _locked(answered)
+    transcript = Transcript(conversation)
+    if transcript.streaming:
+        raise refusals.busy()
+    if conversation.model not in settings.CHAT_MODELS:
+        raise refusals.model_withdrawn(conversation.model)
+    return conversation, transcript
+
+
+def _lock_idle(answered: Answered) -> Conversation:
+    """Lock the owner's conversation, refusing while an answer streams."""
+    conversation = _locked(answered)
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+        raise refusals.busy()
+    return conversation
+
+
+def _locked(answered: Answered) -> Conversation:
+    """Lock the owner's conversation, or refuse with 404."""
     # The row lock serialises two posts to one conversation (PostgreSQL); SQLite's
     # IMMEDIATE transactions serialise them already.
     owner = _owner_read(answered)
@@ -330,10 +376,6 @@ def _lock_idle(answered: Answered, *, answering: bool = True) -> Conversation:
         raise refusals.no_such_conversation()
     if owner is not None:
         conversation.owner = owner
-    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-        raise refusals.busy()
-    if answering and conversation.model not in settings.CHAT_MODELS:
-        raise refusals.model_withdrawn(conversation.model)
     return conversation
 
 
@@ -346,10 +388,17 @@ def _owner_read(answered: Answered) -> Any:
 
 
 def _start_answer(
-    conversation: Conversation, question: Message, asker: Asker, *, regenerated: bool
+    conversation: Conversation,
+    transcript: Transcript,
+    answer: Message,
+    asker: Asker,
+    *,
+    regenerated: bool,
 ) -> Generation:
-    """Create the empty answer to `question` and its generation, within the user's limits."""
-    return _admitted(conversation, _create_answer, question, asker, regenerated=regenerated)
+    """Create the generation of the empty `answer`, within the user's limits."""
+    return _admitted(
+        conversation, _create_generation, transcript, answer, asker, regenerated=regenerated
+    )
 
 
 def _admitted[**P](
@@ -368,22 +417,21 @@ def _admitted[**P](
         raise
 
 
-def _create_answer(
-    conversation: Conversation, question: Message, asker: Asker, *, regenerated: bool
+def _create_generation(
+    conversation: Conversation,
+    transcript: Transcript,
+    answer: Message,
+    asker: Asker,
+    *,
+    regenerated: bool,
 ) -> Generation:
-    answer = Message.objects.create(
-        conversation=conversation,
-        parent=question,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.STREAMING,
-    )
     conversation.current_leaf = answer
     conversation.save(update_fields=["title", "current_leaf", "updated_at"])
     return Generation.objects.create(
         message=answer,
         conversation=conversation,
         model=conversation.model,
-        request=build_request(conversation, question),
+        request=transcript.request(answer.parent_id),
         regenerated=regenerated,
         request_id=asker.request_id,
         api_key=asker.api_key,
@@ -391,7 +439,9 @@ def _create_answer(
     )
 
 
-def _continue_answer(conversation: Conversation, answer: Message, asker: Asker) -> Generation:
+def _continue_answer(
+    conversation: Conversation, transcript: Transcript, answer: Message, asker: Asker
+) -> Generation:
     """Reopen the answer with a generation that starts from its stored events.
 
     The new generation's events begin with the old one's, so its stream, replayed from
@@ -400,8 +450,8 @@ def _continue_answer(conversation: Conversation, answer: Message, asker: Asker) 
     previous = Generation.objects.filter(message=answer).first()
     if previous is None:  # nothing says how its events went: it cannot be rebuilt
         raise refusals.nothing_to_continue()
-    # Built while the old generation's layout is there: it gives the answer's tool rounds.
-    request = build_request(conversation, answer)
+    # Read while the old generation was there: its layout gives the answer's tool rounds.
+    request = transcript.request(answer.pk)
     request["messages"].append({"role": "user", "content": turns.CONTINUE_PROMPT})
     layout = previous.event_layout
     previous.delete()
@@ -425,49 +475,3 @@ def _continue_answer(conversation: Conversation, answer: Message, asker: Asker) 
 
 def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def build_request(conversation: Conversation, last: Message) -> dict[str, Any]:
-    """Return the Chat Completions body for an answer after `last`, along its branch.
-
-    The oldest messages are left out when the whole conversation would not fit
-    CHAT_CONTEXT_TOKENS; the system prompt and the newest message always go. Answers
-    that called tools go with their calls and results; their reasoning never goes.
-    """
-    messages: list[dict[str, Any]] = []
-    if conversation.system_prompt:
-        messages.append({"role": "system", "content": conversation.system_prompt})
-    # Rows, not models: this runs for every post, and reads the whole conversation.
-    # What a message's files may fill: the context the system prompt leaves.
-    room = settings.CHAT_CONTEXT_TOKENS - context.message_tokens(messages, conversation.model)[0]
-    # Whether a message has files rides along, joined: most conversations need no second
-    # query. A message comes once per file (at most CHAT_ATTACHMENTS_PER_MESSAGE times,
-    # its text with it); the join costs the post far less CPU than an EXISTS subquery.
-    rows = conversation.messages.values_list(
-        "pk",
-        "parent_id",
-        "role",
-        "content",
-        "tool_calls",
-        "generation__event_layout",
-        "attachments__pk",
-    )
-    by_id = {row[0]: row for row in rows}
-    with_files = {pk for pk, *_, attachment in rows if attachment is not None}
-    branch = [by_id[pk] for pk in path_to(last.pk, {pk: row[1] for pk, row in by_id.items()})]
-    files = not with_files.isdisjoint(row[0] for row in branch)
-    attached = attachment_prompt.of_conversation(conversation) if files else {}
-    for pk, _, role, content, tool_calls, layout, _ in branch:
-        if role == Message.Role.ASSISTANT:
-            messages += turns.answer_messages(content, tool_calls, layout or [])
-        elif pk in attached:
-            # Attachments: their text trimmed to the room, images as parts (or named).
-            budget = room - context.MESSAGE_OVERHEAD
-            upstream = attachment_prompt.content(content, attached[pk], conversation.model, budget)
-            messages.append({"role": role, "content": upstream})
-        elif content:
-            messages.append({"role": role, "content": content})
-    if not tools.offered_to(conversation.model):
-        messages = turns.flattened(messages)
-    fitting = context.fit(messages, conversation.model, settings.CHAT_CONTEXT_TOKENS)
-    return {"model": conversation.model, "messages": fitting}

@@ -1,11 +1,13 @@
 """The JSON API for conversations and messages: resources, validation, auth, ownership."""
 
 import asyncio
+import re
 import threading
 import time
 
 import pytest
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 from chat import db, generation
 from chat.models import Conversation, Generation, Message
@@ -99,6 +101,43 @@ async def test_the_answer_starts_without_waiting_for_a_reader(api, upstream):
     assert upstream.completed == 1
     answer = await Message.objects.aget(role="assistant")
     assert (answer.status, answer.content) == ("complete", "Echo: Hi")
+
+
+async def test_a_post_reads_and_writes_its_conversation_in_five_statements(
+    api, upstream, monkeypatch
+):
+    # SQLite's one writer takes posts in turn, and each statement is a longer turn: the
+    # post reads its conversation (locked) and its messages, then writes the question with
+    # its answer, the conversation, and the generation; no more.
+    created = await create(api)
+    await api.post(f"/api/conversations/{created['id']}/messages/", {"content": "first"})
+    await generation.wait_all()
+    upstream.reply_to("second", Reply(tokens=["b"], first_token_delay=0.5))
+    statements = []
+    execute = CursorWrapper.execute
+
+    def recorded(cursor, sql, params=None):
+        table = re.search(r'(?:FROM|INTO|UPDATE) "(chat_\w+)"', sql)
+        if table:
+            statements.append((sql.split(None, 1)[0], table[1]))
+        return execute(cursor, sql, params)
+
+    monkeypatch.setattr(CursorWrapper, "execute", recorded)
+    response = await api.post(
+        f"/api/conversations/{created['id']}/messages/", {"content": "second"}
+    )
+    monkeypatch.undo()
+
+    assert response.status == 202
+    assert statements == [
+        ("SELECT", "chat_conversation"),
+        ("SELECT", "chat_message"),
+        ("INSERT", "chat_message"),
+        ("UPDATE", "chat_conversation"),
+        ("INSERT", "chat_generation"),
+    ]
+    await generation.wait_all()
+    assert await Message.objects.filter(status="complete").acount() == 4
 
 
 async def test_it_refuses_a_second_message_while_an_answer_streams(api, upstream, alice):
