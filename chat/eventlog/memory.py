@@ -3,6 +3,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from chat.eventlog.base import BATCH, LogClosed, UnknownGeneration
+from chat.eventlog.wakeup import Wakeup
 from chat.events import Event, Part
 
 
@@ -15,7 +16,7 @@ class Channel:
         self.last_read = time.time()
         self.closed = False
         self.sealed = False
-        self._waiters: list[asyncio.Future[bool]] = []
+        self._readers: set[Wakeup] = set()
 
     def append(self, parts: Sequence[Part]) -> int:
         ended = bool(self.events) and self.events[-1].is_terminal
@@ -33,46 +34,32 @@ class Channel:
         self._wake()
 
     def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(True)
-
-    async def wait_beyond(self, count: int, idle: float) -> bool:
-        """Wait until the log holds more than `count` events or closes; False after `idle` s."""
-        if len(self.events) > count or self.closed:
-            return True
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiters.append(waiter)
-        timer = loop.call_later(idle, _expire, waiter)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-            if not waiter.done():  # the reader left
-                self._waiters.remove(waiter)
+        for reader in self._readers:
+            reader.set()
 
     async def read(self, after: int, idle: float) -> AsyncIterator[list[Event]]:
         """Yield the events after `after` in batches, [] after `idle` s of nothing."""
         position = after
-        while True:
-            if not await self.wait_beyond(position, idle):
-                yield []
-                continue
-            if position >= len(self.events):
-                # Closed without a terminal event: the database knows how it ended.
-                raise UnknownGeneration
-            batch = self.events[position : position + BATCH]
-            position += len(batch)
-            yield batch
-            if batch[-1].is_terminal:
-                return
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+        wakeup = Wakeup()
+        self._readers.add(wakeup)
+        try:
+            while True:
+                wakeup.clear()
+                beyond = len(self.events) > position or self.closed
+                if not (beyond or await wakeup.wait(idle)):
+                    yield []
+                    continue
+                if position >= len(self.events):
+                    # Closed without a terminal event: the database knows how it ended.
+                    raise UnknownGeneration
+                batch = self.events[position : position + BATCH]
+                position += len(batch)
+                yield batch
+                if batch[-1].is_terminal:
+                    return
+        finally:
+            self._readers.discard(wakeup)
+            wakeup.close()
 
 
 class MemoryEventLog:

@@ -22,6 +22,7 @@ from django.conf import settings
 
 from chat.eventlog.base import BATCH
 from chat.eventlog.redis_shared import PerLoop, event_data, get_client, new_client, of_this_loop
+from chat.eventlog.wakeup import Wakeup
 from chat.events import Event
 
 logger = logging.getLogger(__name__)
@@ -39,17 +40,15 @@ class Follower:
     def __init__(self) -> None:
         self._pushed: list[Event] = []
         self._resync = True
-        self._woken = asyncio.Event()
+        self._woken = Wakeup()
         self._woken.set()
 
     async def wait(self, seconds: float) -> bool:
         """Wait for a push or a resync; False if `seconds` passed first."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._woken.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self._woken.wait(seconds)
+
+    def close(self) -> None:
+        self._woken.close()
 
     def take(self, position: int) -> list[Event] | None:
         """The pushed events after `position`; None when the stream must be read instead."""
@@ -112,6 +111,7 @@ class Tails:
         # The listener unsubscribes when it next wakes; pushes meanwhile are dropped.
         followers = self._followers.get(channel, set())
         followers.discard(follower)
+        follower.close()
         if not followers:
             self._followers.pop(channel, None)
 
