@@ -9,9 +9,9 @@ and when it fires before the current wait's limit it is set again for that limit
 
 import asyncio
 
-# Timers may fire a little early (uvloop counts in milliseconds): a wait this close to its
-# limit is over.
-_EARLY = 0.001
+# Timers keep time in milliseconds (uvloop's), so may fire a little early or late: a wait
+# this close to its limit is over, and a timer this close to it will do.
+_SLACK = 0.002
 
 
 class Wakeup:
@@ -37,7 +37,7 @@ class Wakeup:
         if self._set:
             return True
         self._limit = self._loop.time() + seconds
-        if self._timer is None or self._timer.when() > self._limit:
+        if self._timer is None or self._timer.when() > self._limit + _SLACK:
             self._rearm()
         self._waiter = self._loop.create_future()
         try:
@@ -61,7 +61,7 @@ class Wakeup:
         waiter = self._waiter
         if waiter is None or waiter.done():
             return  # no wait in progress: the next one sets the timer
-        if self._limit - self._loop.time() > _EARLY:
+        if self._limit - self._loop.time() > _SLACK:
             self._rearm()  # the wait began after the timer was set: its limit is later
         else:
             waiter.set_result(False)
