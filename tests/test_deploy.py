@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -212,10 +213,13 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
 
     connection_created.connect(track)
     try:
-        # Warm up: the worker threads of db.run's pool start with the first streams.
+        # Warm up: the worker threads of db.run's pool start with the first streams, and
+        # all of them once the pool is filled (a pool of 6 may otherwise add its last
+        # threads at any overlap of database work later on).
         for number, conversation in enumerate(conversations):
             readers.append(await open_stream(api, conversation, token=number % 2 == 0))
             if number == 19:
+                await every_worker_thread_started()
                 threads_warm = threading.active_count()
         threads_open = threading.active_count()
         held = held_by_requests(opened)
@@ -235,6 +239,12 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
     assert threads_open <= threads_warm + 1
     # At most the pool's (CHAT_DB_POOL_MAX, 10 in tests) and pytest's own: not one per stream.
     assert on_server <= 12
+
+
+async def every_worker_thread_started() -> None:
+    """Give the event loop's default executor (db.run's) more blocking work than threads."""
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(None, time.sleep, 0.05) for _ in range(40)))
 
 
 @pytest.fixture
