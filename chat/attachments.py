@@ -264,12 +264,14 @@ def _still_used(name: str) -> bool:
     return Attachment.objects.filter(Q(file=name) | Q(thumbnail=name)).exists()
 
 
-def carry_over(source: Message, edited: Message) -> None:
+def carry_over(source: Message, edited: Message) -> list[Attachment]:
     """Send the files of a question with its edited version too: new rows, the same files."""
-    for attachment in source.attachments.all():
+    carried = list(source.attachments.all())
+    for attachment in carried:
         attachment.pk = None  # a new row, with a new id
         attachment.message = edited
         attachment.save(force_insert=True)
+    return carried
 
 
 def claim(owner: Any, message: Message, ids: Sequence[Any]) -> list[Attachment]:

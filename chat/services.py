@@ -252,8 +252,8 @@ def _answer_again(
             answer.save(force_insert=True)
         else:
             edited, answer = _ask(conversation, question.parent_id, content)
-            attachments.carry_over(question, edited)
-            transcript.add(edited, files=transcript.has_files(question.pk))
+            carried = attachments.carry_over(question, edited)
+            transcript.add(edited, files=bool(carried))
             question = edited
         return question, _start_answer(conversation, transcript, answer, asker, regenerated=True)
 

@@ -3,8 +3,8 @@ A conversation's messages as rows, read once by the write that starts an answer.
 
 That write needs the whole conversation anyway, to build the request to the model; read
 under the conversation's lock and first, the same rows also say whether an answer is
-streaming and which messages there are, so the write asks the database nothing else
-before its inserts (each statement fewer is a shorter turn for SQLite's one writer).
+streaming and which messages there are, so a post asks the database nothing else before
+its inserts (each statement fewer is a shorter turn for SQLite's one writer).
 """
 
 from typing import Any
@@ -20,7 +20,8 @@ _FIELDS = ("pk", "parent_id", "role", "status", "content", "tool_calls", "genera
 
 
 class Transcript:
-    """The messages of a conversation, every branch, as they stood when it was read."""
+    """The messages of a conversation, every branch, as they stood when it was read, and
+    the question written since (`add`)."""
 
     def __init__(self, conversation: Conversation) -> None:
         self.conversation = conversation
@@ -39,9 +40,6 @@ class Transcript:
     def has(self, pk: Any, role: str) -> bool:
         row = self._rows.get(pk)
         return row is not None and row[2] == role
-
-    def has_files(self, pk: Any) -> bool:
-        return pk in self._with_files
 
     def add(self, message: Message, *, files: bool) -> None:
         """Count a message written after the read: a question just asked."""

@@ -9,8 +9,9 @@ import pytest
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
-from chat import db, generation
+from chat import db, generation, services
 from chat.models import Conversation, Generation, Message
+from chat.transcript import Transcript
 from tests.asgi_client import AsgiClient, read_events
 from tests.conftest import unstarted_answer
 from tests.fakeopenai import Reply
@@ -138,6 +139,32 @@ async def test_a_post_reads_and_writes_its_conversation_in_five_statements(
     ]
     await generation.wait_all()
     assert await Message.objects.filter(status="complete").acount() == 4
+
+
+async def test_of_two_posts_at_once_to_one_conversation_the_second_finds_it_busy(
+    api, upstream, monkeypatch
+):
+    # The second post reads the conversation once the first has committed its answer: on
+    # PostgreSQL after waiting for the row lock the first holds, so its read must be a
+    # statement of its own, which sees what was committed while it waited.
+    created = await create(api)
+    upstream.reply_to("one", Reply(tokens=["a"], first_token_delay=0.5))
+    upstream.reply_to("two", Reply(tokens=["b"], first_token_delay=0.5))
+
+    class SlowTranscript(Transcript):
+        def __init__(self, conversation):
+            super().__init__(conversation)
+            time.sleep(0.2)  # the lock held, the conversation read: the other post waits
+
+    monkeypatch.setattr(services, "Transcript", SlowTranscript)
+    url = f"/api/conversations/{created['id']}/messages/"
+    responses = await asyncio.gather(
+        api.post(url, {"content": "one"}), api.post(url, {"content": "two"})
+    )
+
+    assert sorted(response.status for response in responses) == [202, 409]
+    await generation.wait_all()
+    assert await Message.objects.acount() == 2
 
 
 async def test_it_refuses_a_second_message_while_an_answer_streams(api, upstream, alice):

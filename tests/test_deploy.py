@@ -214,8 +214,8 @@ async def test_two_hundred_open_streams_hold_no_database_connection_and_no_threa
     connection_created.connect(track)
     try:
         # Warm up: the worker threads of db.run's pool start with the first streams, and
-        # all of them once the pool is filled (a pool of 6 may otherwise add its last
-        # threads at any overlap of database work later on).
+        # all of them once the pool is filled (it may otherwise add its last threads at
+        # any overlap of database work later on).
         for number, conversation in enumerate(conversations):
             readers.append(await open_stream(api, conversation, token=number % 2 == 0))
             if number == 19:

@@ -84,7 +84,8 @@ async def test_a_shorter_wait_after_a_longer_one_gives_up_at_its_own_limit():
     wakeup.close()
 
 
-async def test_a_reader_woken_for_every_token_sets_one_timer(monkeypatch):
+@pytest.mark.parametrize("seconds", [15, 15.0006])  # a limit between uvloop's milliseconds
+async def test_a_reader_woken_for_every_token_sets_one_timer(monkeypatch, seconds):
     loop = asyncio.get_running_loop()
     timers = []
     call_at = loop.call_at
@@ -93,7 +94,7 @@ async def test_a_reader_woken_for_every_token_sets_one_timer(monkeypatch):
 
     for _ in range(100):
         loop.call_soon(wakeup.set)
-        assert await wakeup.wait(15)
+        assert await wakeup.wait(seconds)
         wakeup.clear()
 
     assert len(timers) == 1
@@ -112,3 +113,22 @@ async def test_a_closed_wakeup_cancels_its_timer(monkeypatch):
     wakeup.close()
 
     assert [timer.cancelled() for timer in timers] == [True]
+
+
+async def test_closing_a_wakeup_ends_a_wait_in_progress():
+    wakeup = Wakeup()
+    asyncio.get_running_loop().call_later(0.02, wakeup.close)
+
+    assert await timed_wait(wakeup, 30) == (False, pytest.approx(0.02, abs=0.5))
+
+
+async def test_a_wakeup_refuses_a_second_reader():
+    wakeup = Wakeup()
+    first = asyncio.create_task(wakeup.wait(30))
+    await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError):
+        await wakeup.wait(30)
+    wakeup.set()
+    assert await first
+    wakeup.close()

@@ -36,6 +36,8 @@ class Wakeup:
         """Wait until set; False if `seconds` passed first. Returns at once when set."""
         if self._set:
             return True
+        if self._waiter is not None:
+            raise RuntimeError("a wakeup has one reader: it is already waited for")
         self._limit = self._loop.time() + seconds
         if self._timer is None or self._timer.when() > self._limit + _SLACK:
             self._rearm()
@@ -46,10 +48,12 @@ class Wakeup:
             self._waiter = None
 
     def close(self) -> None:
-        """Stop the timer: the reader is gone."""
+        """Stop the timer: the reader is gone (a wait still in progress gives up)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(False)
 
     def _rearm(self) -> None:
         if self._timer is not None:
