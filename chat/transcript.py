@@ -17,6 +17,7 @@ from chat.models import Conversation, Message
 
 # A message's row: what the request needs of it, and whether it is still streaming.
 _FIELDS = ("pk", "parent_id", "role", "status", "content", "tool_calls", "generation__event_layout")
+_PARENT, _ROLE, _STATUS = (_FIELDS.index(name) for name in ("parent_id", "role", "status"))
 
 
 class Transcript:
@@ -35,11 +36,11 @@ class Transcript:
     @property
     def streaming(self) -> bool:
         """Tell whether one of the messages is an answer still being written."""
-        return any(row[3] == Message.Status.STREAMING for row in self._rows.values())
+        return any(row[_STATUS] == Message.Status.STREAMING for row in self._rows.values())
 
     def has(self, pk: Any, role: str) -> bool:
         row = self._rows.get(pk)
-        return row is not None and row[2] == role
+        return row is not None and row[_ROLE] == role
 
     def add(self, message: Message, *, files: bool) -> None:
         """Count a message written after the read: a question just asked."""
@@ -71,9 +72,10 @@ class Transcript:
         room = (
             settings.CHAT_CONTEXT_TOKENS - context.message_tokens(messages, conversation.model)[0]
         )
-        parents = {pk: row[1] for pk, row in self._rows.items()}
-        branch = [self._rows[pk] for pk in path_to(last, parents)]
-        files = not self._with_files.isdisjoint(row[0] for row in branch)
+        parents = {pk: row[_PARENT] for pk, row in self._rows.items()}
+        path = path_to(last, parents)
+        branch = [self._rows[pk] for pk in path]
+        files = not self._with_files.isdisjoint(path)
         attached = attachment_prompt.of_conversation(conversation) if files else {}
         for pk, _, role, _, content, tool_calls, layout in branch:
             if role == Message.Role.ASSISTANT:

@@ -2,9 +2,10 @@
 How a reader of an answer waits for its next events: woken by the producer, or by its
 own time limit (the heartbeat's, the liveness check's).
 
-A reader waits once per token or so. A timer made and cancelled for each wait cost as
-much as the rest of the wait, so each reader keeps one timer: a wake leaves it running,
-and when it fires before the current wait's limit it is set again for that limit.
+A reader waits once per token or so. The Redis follower's `asyncio.timeout`, made and
+cancelled for each wait, was half of what a wait cost (timed alone: 15 µs a wake, 7
+without), so each reader keeps one timer: a wake leaves it running, and when it fires
+before the current wait's limit it is set again for that limit.
 """
 
 import asyncio
